@@ -1,0 +1,41 @@
+# ka_tf — the two commands a newcomer runs are `make demo` and `make test`.
+# Both create .venv with the pinned dependencies first when it is missing or stale.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all lint format clean venv
+
+venv: $(STAMP)
+
+$(STAMP): setup.py requirements/constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11 (3.10-3.12 supported)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3 setuptools==80.9.0 wheel==0.45.1
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev,convert]"
+	@touch $(STAMP)
+
+# The main job, end to end, on the embedded synthetic benchmark.
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+# The default test suite (slow tests are marked and run by `make test-all`).
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --run-slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ka_tf tools tests benchmarks
+	$(VENV)/bin/ruff format --check ka_tf tools tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format ka_tf tools tests benchmarks
+	$(VENV)/bin/ruff check --fix ka_tf tools tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,64 @@
+"""Shared plumbing for the command-line tools in ``tools/``.
+
+Every tool is started with :func:`run`, which parses absl flags and turns the
+two kinds of user mistakes — a bad flag and a :class:`~ka_tf.errors.UserInputError`
+raised anywhere below ``main`` — into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+# Quiet TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) before
+# any tool imports it. Users can still set the variable themselves.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags
+
+from ka_tf.errors import UserInputError
+
+EXIT_USAGE = 2
+
+
+def fail(message: str) -> None:
+    """Prints ``error: <message>`` as one line on stderr and exits with status 2."""
+    first_line = " ".join(str(message).split())
+    print(f"error: {first_line}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+_HELP_FLAGS = ("--help", "-help", "--helpshort", "--helpfull", "--helpxml", "-h", "-?")
+
+
+def _parse_flags_or_fail(argv: Sequence[str]) -> list[str]:
+    try:
+        return flags.FLAGS(list(argv))
+    except flags.Error as error:
+        fail(f"{error}. Run with --help to see the flags.")
+    except SystemExit:
+        # absl prints the help text and exits 1; asking for help is not an error.
+        if any(arg.split("=")[0] in _HELP_FLAGS for arg in argv[1:]):
+            sys.exit(0)
+        raise
+    return []  # unreachable; fail() exits
+
+
+def run(main: Callable[[list[str]], int | None]) -> None:
+    """Runs ``main`` like ``absl.app.run``, with one-line errors for bad input.
+
+    Args:
+        main: The tool's entry point; receives the non-flag arguments.
+    """
+
+    def guarded_main(argv: list[str]) -> int | None:
+        if len(argv) > 1:
+            fail(f"unexpected positional arguments {argv[1:]}; all inputs are --flags.")
+        try:
+            return main(argv)
+        except UserInputError as error:
+            fail(str(error))
+        return None
+
+    app.run(guarded_main, flags_parser=_parse_flags_or_fail)

@@ -1,0 +1,114 @@
+"""Gin configuration for the tools: the shared flags, parsing, and the saved config.
+
+Every tool defines the same three flags (``--gin_file``, ``--gin_bindings``,
+``--gin_search_paths``) through :func:`define_gin_flags` and parses them once with
+:func:`parse_gin_config`, which refuses unknown configurables
+(``skip_unknown=False``) and reports a bad file or binding as a
+:class:`~ka_tf.errors.ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from absl import flags, logging
+
+import gin
+from ka_tf.errors import ConfigError
+
+OPERATIVE_CONFIG_NAME = "operative_config.gin"
+CONFIG_NAME = "config.gin"
+
+
+def define_gin_flags() -> None:
+    """Defines ``--gin_file``, ``--gin_bindings`` and ``--gin_search_paths``."""
+    flags.DEFINE_multi_string(
+        "gin_file",
+        [],
+        "Gin config file(s) to parse, in order; later files override earlier ones. "
+        "Relative paths are looked up in the working directory, then in "
+        "--gin_search_paths.",
+    )
+    flags.DEFINE_multi_string(
+        "gin_bindings",
+        [],
+        "Individual gin bindings applied after the files, e.g. "
+        "--gin_bindings='TRAIN_STEPS = 100'. Repeat the flag for several.",
+    )
+    flags.DEFINE_list(
+        "gin_search_paths",
+        ["."],
+        "Comma-separated directories in which gin files and their `include`s are looked up.",
+    )
+
+
+def resolve_gin_file(path: str, search_paths: Sequence[str]) -> str:
+    """Returns an existing path for ``path``, trying it as given then in each search path.
+
+    Raises:
+        ConfigError: if no candidate exists.
+    """
+    candidates = [path] + [os.path.join(root, path) for root in search_paths]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigError(
+        f"gin file not found: --gin_file={path} (looked in the working directory and "
+        f"--gin_search_paths={list(search_paths)}). Pass an existing file, e.g. "
+        f"--gin_file=gin/demo.gin."
+    )
+
+
+def parse_gin_config(
+    gin_files: Sequence[str],
+    gin_bindings: Sequence[str] = (),
+    search_paths: Sequence[str] = (".",),
+) -> str:
+    """Parses gin files and bindings strictly and returns ``gin.config_str()``.
+
+    All configurables the files name must already be registered, i.e. their
+    modules imported by the caller.
+
+    Args:
+        gin_files: Gin files in parse order.
+        gin_bindings: Extra bindings, applied after the files.
+        search_paths: Directories for relative gin files and ``include``.
+
+    Returns:
+        The parsed configuration as gin text (also logged).
+
+    Raises:
+        ConfigError: on a missing file, a syntax error or an unknown configurable.
+    """
+    for root in search_paths:
+        gin.add_config_file_search_path(root)
+    files = [resolve_gin_file(path, search_paths) for path in gin_files]
+    try:
+        gin.parse_config_files_and_bindings(files, list(gin_bindings), skip_unknown=False)
+    except (ValueError, SyntaxError, KeyError, OSError) as error:
+        source = f"gin files {files}" if files else "gin"
+        if gin_bindings:
+            source += f" / --gin_bindings {list(gin_bindings)}"
+        message = " ".join(str(error).split())
+        raise ConfigError(
+            f"invalid gin configuration in {source}: {message}. Check the spelling against "
+            f"the gin files in gin/ and the configurables in ka_tf."
+        ) from error
+    config = gin.config_str()
+    logging.info("Gin configuration:\n%s", config)
+    return config
+
+
+def write_config(model_dir: str, operative: bool = False) -> str:
+    """Writes the gin config (or, with ``operative``, the operative config) to ``model_dir``.
+
+    Returns:
+        The path written.
+    """
+    from ka_tf.io_utils import atomic_write_text
+
+    text = gin.operative_config_str() if operative else gin.config_str()
+    path = os.path.join(model_dir, OPERATIVE_CONFIG_NAME if operative else CONFIG_NAME)
+    atomic_write_text(path, text)
+    return path

@@ -1,0 +1,65 @@
+"""The name → loader table behind :func:`ka_tf.data.load`.
+
+Loaders live in their own modules and are imported only when their dataset is
+asked for, so that reading NYUv2 never imports the synthetic renderer. A loader is
+a function ``(data_dir: str, split: str, **options) -> tf.data.Dataset``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gin
+from ka_tf.errors import ConfigError
+
+# Dataset name -> "module:function". Modules register by being listed here.
+_LOADERS: dict[str, str] = {
+    "synth_street": "ka_tf.data.synth_dataset:load_synth_street",
+    "synth_indoor": "ka_tf.data.synth_dataset:load_synth_indoor",
+    "nyuv2": "ka_tf.data.nyuv2:load_nyuv2",
+    "cityscapes": "ka_tf.data.cityscapes:load_cityscapes",
+    "image_folder": "ka_tf.data.image_folder:load_image_folder",
+}
+
+_EXTRA_LOADERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_dataset(name: str, loader: Callable[..., Any]) -> None:
+    """Registers an extra loader under ``name`` (for users' own datasets)."""
+    if name in _LOADERS or name in _EXTRA_LOADERS:
+        raise ConfigError(f"dataset {name!r} is already registered.")
+    _EXTRA_LOADERS[name] = loader
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load`."""
+    return sorted([*_LOADERS, *_EXTRA_LOADERS])
+
+
+def _resolve(name: str) -> Callable[..., Any]:
+    if name in _EXTRA_LOADERS:
+        return _EXTRA_LOADERS[name]
+    if name not in _LOADERS:
+        raise ConfigError(
+            f"unknown dataset. Received: dataset={name!r}. Expected one of {available_datasets()}."
+        )
+    module_name, function_name = _LOADERS[name].split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+@gin.configurable
+def load(name: str, data_dir: str, split: str, **options: Any):
+    """Loads dataset ``name`` from ``data_dir`` as a ``tf.data.Dataset`` of dicts.
+
+    Args:
+        name: A name from :func:`available_datasets`.
+        data_dir: The dataset's root directory.
+        split: The split to read (dataset-specific names, e.g. ``train``/``test``).
+        **options: Loader-specific options (resizing, label sets, shuffling, ...).
+
+    Returns:
+        A dataset of dicts following the contract in :mod:`ka_tf.data`.
+    """
+    return _resolve(name)(data_dir=data_dir, split=split, **options)

@@ -1,0 +1,78 @@
+"""File helpers that never leave a half-written file behind.
+
+Writes go to a temporary file in the same directory, are flushed and fsynced,
+then renamed over the target (``os.replace`` is atomic on POSIX), so a reader or
+a restarted run sees either the old file or the complete new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Calls ``write(tmp_path)`` and renames the result to ``path`` atomically.
+
+    Args:
+        path: Destination path; its directory is created if missing.
+        write: Writes the complete content to the temporary path it is given.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    os.close(fd)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically."""
+
+    def write(tmp_path: str) -> None:
+        with open(tmp_path, "wb") as handle:
+            handle.write(data)
+
+    atomic_write(path, write)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str, payload: Any) -> None:
+    """Writes ``payload`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def ensure_writable_dir(path: str, flag: str = "--model_dir") -> str:
+    """Creates ``path`` if needed and proves it is writable with a probe file.
+
+    Raises:
+        UserInputError: if ``path`` is a file or cannot be written, naming ``flag``.
+    """
+    from ka_tf.errors import UserInputError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserInputError(f"{flag}={path} is a file, expected a directory.")
+    try:
+        os.makedirs(path, exist_ok=True)
+        atomic_write_bytes(os.path.join(path, ".write_probe"), b"ok")
+        os.remove(os.path.join(path, ".write_probe"))
+    except OSError as error:
+        raise UserInputError(
+            f"{flag}={path} is not writable ({error.strerror}); choose a directory you "
+            f"can write to and that has free space."
+        ) from error
+    return path

@@ -1,0 +1,16 @@
+"""Imports every ka_tf module that registers gin configurables.
+
+Tools import only what they use; tests and the gin-file checker import this to
+make every configurable known before parsing an arbitrary gin file.
+"""
+
+import importlib
+
+CONFIGURABLE_MODULES = (
+    "ka_tf.distribute",
+    "ka_tf.optim",
+    "ka_tf.data.registry",
+)
+
+for _module in CONFIGURABLE_MODULES:
+    importlib.import_module(_module)

@@ -1,0 +1,43 @@
+"""Test session set-up: two logical CPU devices (for MirroredStrategy tests) and markers."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+import tensorflow as tf
+
+# Split the CPU into two logical devices before TensorFlow initialises its
+# runtime, so that MirroredStrategy can run with two replicas on one CPU.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow: run with --run-slow (make test-all)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True)
+def _reset_global_state():
+    """Each test starts with float32, a fresh gin config and a clean Keras session."""
+    import keras
+
+    import gin
+
+    gin.clear_config()
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    gin.clear_config()
+    keras.mixed_precision.set_global_policy("float32")
+    keras.backend.clear_session()
