@@ -1,0 +1,21 @@
+"""Keras models: the SegNet teacher, the multi-task student (TargetNet) and their parts.
+
+Importing this package registers every custom layer with Keras serialization, so
+``keras.saving.load_model`` can read ka_tf ``.keras`` files.
+"""
+
+from ka_tf.models.channel_coding import ChannelCoding
+from ka_tf.models.segnet import SegNet
+from ka_tf.models.segnet_blocks import SegNetDecoderBlock, SegNetEncoderBlock
+from ka_tf.models.task_head import DenseTaskHead
+from ka_tf.models.unpooling import MaxPoolWithSwitches, MaxUnpool
+
+__all__ = [
+    "ChannelCoding",
+    "DenseTaskHead",
+    "MaxPoolWithSwitches",
+    "MaxUnpool",
+    "SegNet",
+    "SegNetDecoderBlock",
+    "SegNetEncoderBlock",
+]
