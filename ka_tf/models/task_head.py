@@ -51,7 +51,8 @@ class DenseTaskHead(keras.layers.Layer):
         if self.task == SEMSEG:
             return raw
         if self.task == NORMALS:
-            return raw / ops.sqrt(ops.sum(ops.square(raw), axis=-1, keepdims=True) + 1e-12)
+            squared_norm = ops.sum(ops.square(raw), axis=-1, keepdims=True)
+            return raw * ops.rsqrt(ops.maximum(squared_norm, 1e-24))
         raw = raw[..., 0]
         if self.depth_activation == "exp":
             return ops.exp(ops.clip(raw, -_LOG_DEPTH_CLIP, _LOG_DEPTH_CLIP))
