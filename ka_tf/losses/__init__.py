@@ -1,0 +1,74 @@
+"""Loss terms keyed by task, as ``keras.losses.Loss`` objects (Keras scales them per replica).
+
+:func:`build_loss` is the one factory, bound from gin by name:
+
+| task | names |
+| --- | --- |
+| ``semseg`` | ``ce`` (labels, ignore 255), ``kl`` (teacher logits), ``hard_ce`` (argmax) |
+| ``depth`` | ``l1``, ``log_l1``, ``berhu``, ``silog`` (valid where target > 0) |
+| ``normals`` | ``cosine`` (1 − cos, valid where the target norm > 0.5) |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+import gin
+from ka_tf.constants import DEPTH, NORMALS, SEMSEG
+from ka_tf.errors import ConfigError
+from ka_tf.losses.depth_losses import BerHu, DepthL1, ScaleInvariantLogLoss
+from ka_tf.losses.feature_losses import FeatureMSE
+from ka_tf.losses.normals_losses import CosineDistance
+from ka_tf.losses.semseg_losses import (
+    HardTargetCrossEntropy,
+    SemsegCrossEntropy,
+    SoftTargetKLDivergence,
+)
+
+LOSSES: dict[str, dict[str, Any]] = {
+    SEMSEG: {
+        "ce": SemsegCrossEntropy,
+        "kl": SoftTargetKLDivergence,
+        "hard_ce": HardTargetCrossEntropy,
+    },
+    DEPTH: {
+        "l1": lambda **kw: DepthL1(log_space=False, **kw),
+        "log_l1": lambda **kw: DepthL1(log_space=True, **kw),
+        "berhu": BerHu,
+        "silog": ScaleInvariantLogLoss,
+    },
+    NORMALS: {"cosine": CosineDistance},
+}
+
+
+@gin.configurable
+def build_loss(task: str, name: str, **kwargs: Any) -> keras.losses.Loss:
+    """Returns loss ``name`` for ``task`` (see the table in this module's docstring).
+
+    Example:
+        >>> build_loss("semseg", "kl", temperature=2.0)
+    """
+    if task not in LOSSES:
+        raise ConfigError(
+            f"unknown task. Received: task={task!r}. Expected one of {sorted(LOSSES)}."
+        )
+    if name not in LOSSES[task]:
+        raise ConfigError(
+            f"unknown {task} loss. Received: name={name!r}. Expected one of {sorted(LOSSES[task])}."
+        )
+    return LOSSES[task][name](**kwargs)
+
+
+__all__ = [
+    "BerHu",
+    "CosineDistance",
+    "DepthL1",
+    "FeatureMSE",
+    "HardTargetCrossEntropy",
+    "ScaleInvariantLogLoss",
+    "SemsegCrossEntropy",
+    "SoftTargetKLDivergence",
+    "build_loss",
+]
