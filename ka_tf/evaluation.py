@@ -287,11 +287,6 @@ def load_model_file(path: str) -> keras.Model:
     Raises:
         ModelFileError: if the file is missing, not a ``.keras`` file, or unreadable.
     """
-    try:
-        import ka_tf.models  # noqa: F401  (registers ka_tf's serializable layers)
-    except ModuleNotFoundError as error:
-        if error.name != "ka_tf.models":
-            raise
     if not os.path.isfile(path):
         raise ModelFileError(
             f"model file not found: --model={path}. Pass a .keras file written by a ka_tf "
@@ -303,6 +298,11 @@ def load_model_file(path: str) -> keras.Model:
             f"(model.save('model.keras')); convert PyTorch checkpoints with "
             f"tools/convert_teacher.py first."
         )
+    try:
+        import ka_tf.models  # noqa: F401  (registers ka_tf's serializable layers)
+    except ModuleNotFoundError as error:
+        if error.name != "ka_tf.models":
+            raise
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:
