@@ -7,6 +7,7 @@ Importing this package registers every custom layer with Keras serialization, so
 from ka_tf.models.channel_coding import ChannelCoding
 from ka_tf.models.segnet import SegNet
 from ka_tf.models.segnet_blocks import SegNetDecoderBlock, SegNetEncoderBlock
+from ka_tf.models.target_net import TargetNet
 from ka_tf.models.task_head import DenseTaskHead
 from ka_tf.models.unpooling import MaxPoolWithSwitches, MaxUnpool
 
@@ -18,4 +19,5 @@ __all__ = [
     "SegNet",
     "SegNetDecoderBlock",
     "SegNetEncoderBlock",
+    "TargetNet",
 ]
