@@ -219,7 +219,11 @@ def write_image_folder(data_dir: str) -> dict[str, np.ndarray]:
             Image.fromarray(gray, mode="L").save(path)
             written[relative] = np.repeat(gray[..., None], 3, axis=-1)
             continue
-        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        if fmt == "JPEG":  # smooth ramps, so that lossy JPEG stays within a few levels
+            y, x, c = np.meshgrid(np.arange(height), np.arange(width), np.arange(3), indexing="ij")
+            pixels = (20 + 100 * y / height + 80 * x / width + 40 * c).astype(np.uint8)
+        else:
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         options = {"lossless": True} if fmt == "WEBP" else {}
         Image.fromarray(pixels).save(path, format=fmt, **options)
         written[relative] = pixels

@@ -1,0 +1,181 @@
+"""A folder of the user's own unlabelled images: what a student is amalgamated on.
+
+Every ``.jpg``/``.jpeg``/``.png``/``.webp`` file (any letter case) under the folder,
+recursively, in sorted order of the relative path; other files are ignored. Elements
+are ``{"image": uint8 [H, W, 3]}`` (grey, palette and RGBA images are converted to
+RGB). Images of different sizes need ``size`` before batching.
+
+Corrupt files: every file is opened when the dataset is built (``check="header"``
+reads and verifies the header and, for PNG, the chunk checksums; ``check="decode"``
+decodes every image, slower but complete). A file that fails is either fatal
+(``on_corrupt="error"``, a DataError naming it) or skipped (``on_corrupt="skip"``, one
+warning that counts and names the skipped files). Files that fail only when decoded
+during iteration are handled the same way.
+
+Example:
+    >>> ds = ka_tf.data.load("image_folder", "/photos", "all", size=(256, 320),
+    ...                      resize_mode="resize_crop", shuffle=True, seed=0)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import tensorflow as tf
+
+from ka_tf.constants import IMAGE
+from ka_tf.data import resize
+from ka_tf.errors import ConfigError, DataError
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+ON_CORRUPT = ("error", "skip")
+CHECKS = ("header", "decode")
+ALL_SPLIT = "all"
+_MAX_NAMED = 10
+
+
+def find_images(root: str) -> tuple[list[str], list[str]]:
+    """Lists image files under ``root`` recursively, sorted by relative path.
+
+    Returns:
+        ``(images, others)``: absolute paths of images, and of the other files found.
+    """
+    images, others = [], []
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in files:
+            path = os.path.join(directory, name)
+            (images if name.lower().endswith(EXTENSIONS) else others).append(path)
+    key = lambda path: os.path.relpath(path, root).replace(os.sep, "/")  # noqa: E731
+    return sorted(images, key=key), sorted(others, key=key)
+
+
+def _check_file(path: str, check: str) -> tuple[int, int]:
+    from PIL import Image
+
+    hw = resize.image_size(path)
+    try:
+        with Image.open(path) as image:
+            if check == "decode":
+                image.load()
+            else:
+                image.verify()
+    except Exception as error:  # PIL raises many types for broken files.
+        raise DataError(
+            f"corrupt or unreadable image file {path} ({type(error).__name__}: {error}); "
+            f"expected a valid image. Remove it or pass on_corrupt='skip'."
+        ) from None
+    return hw
+
+
+def _warn_skipped(skipped: list[str], root: str, when: str) -> None:
+    named = ", ".join(os.path.relpath(p, root) for p in skipped[:_MAX_NAMED])
+    more = f" and {len(skipped) - _MAX_NAMED} more" if len(skipped) > _MAX_NAMED else ""
+    warnings.warn(
+        f"skipped {len(skipped)} corrupt image file(s) under {root} ({when}): {named}{more}.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def load_image_folder(
+    data_dir: str,
+    split: str = ALL_SPLIT,
+    *,
+    size: tuple[int, int] | None = None,
+    resize_mode: str = "resize",
+    shuffle: bool = False,
+    seed: int = 0,
+    on_corrupt: str = "error",
+    check: str = "header",
+    **unknown: Any,
+) -> tf.data.Dataset:
+    """Loads every image under a folder as ``{"image": uint8 [H, W, 3]}`` dicts.
+
+    Args:
+        data_dir: The folder.
+        split: A subfolder name (``data_dir/<split>``) or ``"all"`` for the whole folder.
+        size: ``(height, width)`` output size (multiples of 32); required for batching
+            images of different sizes.
+        resize_mode: ``"resize"``, ``"center_crop"`` or ``"resize_crop"``.
+        shuffle: Shuffle the order each epoch (deterministically by ``seed``).
+        seed: Seed of the shuffled order.
+        on_corrupt: ``"error"`` (DataError naming the file) or ``"skip"`` (warning).
+        check: ``"header"`` or ``"decode"``: how thoroughly files are checked up front.
+        **unknown: Rejected with a ConfigError naming the option.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``{"image": ...}`` dicts.
+
+    Raises:
+        ConfigError: on unknown options or option values.
+        DataError: on a missing or empty folder, or a corrupt file with on_corrupt="error".
+    """
+    if unknown:
+        raise ConfigError(
+            f"unknown image_folder option(s) {sorted(unknown)}. Expected some of: size, "
+            f"resize_mode, shuffle, seed, on_corrupt, check."
+        )
+    if on_corrupt not in ON_CORRUPT:
+        raise ConfigError(
+            f"unknown corrupt-file policy. Received: on_corrupt={on_corrupt!r}. "
+            f"Expected one of {ON_CORRUPT}."
+        )
+    if check not in CHECKS:
+        raise ConfigError(f"unknown check. Received: check={check!r}. Expected one of {CHECKS}.")
+    size = resize.validate_resize_options(size, resize_mode, "nearest")
+    if not os.path.isdir(data_dir):
+        raise DataError(f"image folder {data_dir} does not exist or is not a directory.")
+    root = os.path.join(data_dir, split)
+    if not os.path.isdir(root):
+        if split != ALL_SPLIT:
+            raise DataError(
+                f"no folder {root} for split={split!r}; pass split='{ALL_SPLIT}' to read every "
+                f"image under {data_dir}, or a subfolder name."
+            )
+        root = data_dir
+    images, others = find_images(root)
+    if not images:
+        examples = ", ".join(os.path.relpath(p, root) for p in others[:3])
+        found = f" (found {len(others)} other file(s): {examples})" if others else ""
+        raise DataError(
+            f"no images under {root}{found}; expected files ending in {', '.join(EXTENSIONS)} "
+            f"(any letter case), in any subfolder."
+        )
+    files, sizes, skipped = [], [], []
+    for path in images:
+        try:
+            hw = _check_file(path, check)
+        except DataError:
+            if on_corrupt == "error":
+                raise
+            skipped.append(path)
+            continue
+        resize.check_crop_fits(hw, size, resize_mode, path)
+        files.append(path)
+        sizes.append(hw)
+    if skipped:
+        _warn_skipped(skipped, root, "checked when loading")
+    if not files:
+        raise DataError(f"every one of the {len(images)} image files under {root} is corrupt.")
+    next_order = resize.epoch_orders(len(files), shuffle, seed)
+
+    def examples():
+        failed = []
+        for position in next_order():
+            try:
+                image = resize.read_image(files[position])
+            except DataError as error:
+                if on_corrupt == "error":
+                    raise DataError(f"{error} Or pass on_corrupt='skip'.") from None
+                failed.append(files[position])
+                continue
+            yield {IMAGE: image}
+        if failed:
+            _warn_skipped(failed, root, "failed to decode")
+
+    hw = sizes[0] if len(set(sizes)) == 1 else (None, None)
+    dataset = resize.from_examples(examples, {IMAGE: tf.TensorSpec([*hw, 3], tf.uint8)})
+    return resize.apply_resize(dataset, size, resize_mode)
