@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",
     "numpy==2.4.6",
     "tqdm==4.70.1",
+    # tf.summary (TensorBoard logs) needs the tensorboard package since TF 2.16.
+    "tensorboard==2.20.0",
 ]
 
 EXTRAS_REQUIRE = {
