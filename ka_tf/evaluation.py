@@ -40,8 +40,9 @@ def _postprocess(model: keras.Model, outputs: Any) -> dict[str, tf.Tensor]:
     """Checks the model's outputs against the contract and turns them into metric inputs."""
     name = _model_name(model)
     if not isinstance(outputs, dict) or not outputs:
+        kind = "a single tensor" if hasattr(outputs, "shape") else type(outputs).__name__
         raise ModelFileError(
-            f"model {name!r} returns {type(outputs).__name__}, not a dict keyed by task. "
+            f"model {name!r} returns {kind}, not a dict keyed by task. "
             f"Expected a dict with keys from {list(TASKS)}."
         )
     unknown = sorted(set(outputs) - set(TASKS))
@@ -99,7 +100,9 @@ class DensePredictor:
         self.model = model
         self.num_classes: int | None = None
         self.tasks: tuple[str, ...] | None = None
-        self._forward = tf.function(self._run, reduce_retracing=True)
+        # autograph=False: plain Python control flow, and contract errors raised while
+        # tracing reach the caller as themselves, not wrapped in a StagingError.
+        self._forward = tf.function(self._run, reduce_retracing=True, autograph=False)
 
     def _run(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = self.model(images, training=False)

@@ -69,6 +69,7 @@ def main(argv: list[str]) -> int:
 
     import ka_tf.data
     from ka_tf import evaluation, io_utils
+    from ka_tf.constants import TASKS
     from ka_tf.metrics import format_table
 
     config.parse_gin_config(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
@@ -86,7 +87,11 @@ def main(argv: list[str]) -> int:
         min_depth=FLAGS.min_depth,
         max_depth=FLAGS.max_depth,
     )
-    print(format_table({os.path.basename(model_path): results}))
+    name = os.path.basename(model_path)
+    for task in TASKS:  # one table per task keeps each one narrow enough to read
+        columns = [key for key in results if key.startswith(f"{task}/")]
+        if columns:
+            print(format_table({name: results}, metrics=columns), end="\n\n")
     if FLAGS.output:
         io_utils.atomic_write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
