@@ -47,8 +47,8 @@ def relative_change(student: Mapping[str, float], teacher: Mapping[str, float]) 
         DataError: no metric in common, or a teacher value that is zero or not finite.
 
     Example:
-        >>> relative_change({"depth/rmse": 0.9}, {"depth/rmse": 1.0})
-        {'depth/rmse': 0.1, 'delta_m': 0.1, 'delta_m_tasks': 0.1}
+        >>> relative_change({"depth/rmse": 0.5}, {"depth/rmse": 1.0})
+        {'depth/rmse': 0.5, 'delta_m': 0.5, 'delta_m_tasks': 0.5}
     """
     shared = [name for name in METRIC_NAMES if name in student and name in teacher]
     if not shared:
