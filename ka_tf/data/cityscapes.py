@@ -174,6 +174,7 @@ def load_cityscapes(
         raise ConfigError(
             f"unknown Cityscapes split. Received: split={split!r}. Expected one of {SPLITS}."
         )
+    data_dir = resize.require_data_dir(data_dir, "cityscapes")
     size = resize.validate_resize_options(size, resize_mode, depth_method)
     image_root = os.path.join(data_dir, "leftImg8bit", split)
     if not os.path.isdir(image_root):

@@ -125,6 +125,7 @@ def load_image_folder(
         )
     if check not in CHECKS:
         raise ConfigError(f"unknown check. Received: check={check!r}. Expected one of {CHECKS}.")
+    data_dir = resize.require_data_dir(data_dir, "image_folder")
     size = resize.validate_resize_options(size, resize_mode, "nearest")
     if not os.path.isdir(data_dir):
         raise DataError(f"image folder {data_dir} does not exist or is not a directory.")

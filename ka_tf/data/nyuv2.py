@@ -434,6 +434,7 @@ def load_nyuv2(
             f"unknown nyuv2 option(s) {sorted(unknown)}. Expected some of: layout, label_set, "
             f"mapping_file, eval_crop, size, resize_mode, depth_method, shuffle, seed."
         )
+    data_dir = resize.require_data_dir(data_dir, "nyuv2")
     size = resize.validate_resize_options(size, resize_mode, depth_method)
     if layout is None:
         layout = detect_layout(data_dir)

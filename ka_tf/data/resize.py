@@ -74,6 +74,21 @@ def validate_size(size: Sequence[int] | None, option: str = "size") -> tuple[int
     return height, width
 
 
+def require_data_dir(data_dir: str | None, dataset: str) -> str:
+    """Returns ``data_dir``, or raises ConfigError when it was never set (None or empty).
+
+    The dataset gin files leave ``DATA_DIR = None`` (gin 0.5 rejects an un-overridden
+    ``%gin.REQUIRED`` when a file is parsed on its own), so this is where a missing
+    data directory is reported.
+    """
+    if not data_dir:
+        raise ConfigError(
+            f"no data directory given for dataset {dataset!r} (data_dir={data_dir!r}). Set it "
+            f"with --gin_bindings=\"DATA_DIR = '/path/to/{dataset}'\" or --data_dir."
+        )
+    return str(data_dir)
+
+
 def validate_resize_options(
     size: Sequence[int] | None, resize_mode: str, depth_method: str
 ) -> tuple[int, int] | None:

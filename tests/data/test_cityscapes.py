@@ -124,3 +124,15 @@ def test_missing_and_wrong_files(tree, tmp_path):
     shutil.rmtree(os.path.join(root, "disparity"))
     with pytest.raises(DataError, match=r"missing folder .*disparity/val.*with_depth=False"):
         cityscapes.load_cityscapes(root, "val")
+
+
+def test_gin_data_file_binds_load(tree):
+    import gin
+    from ka_tf import config
+    from tests.helpers import REPO_ROOT
+
+    gin_file = os.path.join(REPO_ROOT, "gin", "data", "cityscapes.gin")
+    config.parse_gin_config([gin_file], [f"DATA_DIR = '{tree.data_dir}'"])
+    assert gin.query_parameter("%NUM_CLASSES") == 19
+    example = next(iter(ka_tf.data.load(split=gin.query_parameter("%EVAL_SPLIT"), size=(64, 128))))
+    assert example["semseg"].shape == (64, 128) and example["depth"].dtype == "float32"

@@ -223,3 +223,25 @@ def test_npy_layout_errors(nyu_npy, tmp_path):
     shutil.rmtree(os.path.join(root, "val", "normal"))
     with pytest.raises(DataError, match=r"missing folder .*val/normal"):
         nyuv2.load_nyuv2(root, "val")
+
+
+def test_gin_data_file_binds_load(nyu_mat):
+    import gin
+    from ka_tf import config
+    from tests.helpers import REPO_ROOT
+
+    gin_file = os.path.join(REPO_ROOT, "gin", "data", "nyuv2.gin")
+    config.parse_gin_config([gin_file])
+    with pytest.raises(ConfigError, match=r"no data directory given for dataset 'nyuv2'"):
+        ka_tf.data.load(split="train")  # DATA_DIR left at None
+    gin.clear_config()
+    config.parse_gin_config([gin_file], [f"DATA_DIR = '{nyu_mat.data_dir}'"])
+    assert gin.query_parameter("%NUM_CLASSES") == len(NYU13_CLASSES)
+    dataset = ka_tf.data.load(
+        split=gin.query_parameter("%TRAIN_SPLIT"),
+        label_set=gin.query_parameter("%LABEL_SET"),
+        size=gin.query_parameter("%IMAGE_SIZE"),
+    )
+    example = next(iter(dataset))
+    assert example["image"].shape == (288, 384, 3) and example["depth"].shape == (288, 384)
+    assert set(np.unique(example["semseg"].numpy())) <= set(range(13)) | {255}
