@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
-from ka_tf.errors import UserInputError
+from ka_tf.errors import TrainingError, UserInputError
 
 EXIT_USAGE = 2
 
@@ -59,6 +59,9 @@ def run(main: Callable[[list[str]], int | None]) -> None:
             return main(argv)
         except UserInputError as error:
             fail(str(error))
+        except TrainingError as error:
+            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+            sys.exit(1)
         return None
 
     app.run(guarded_main, flags_parser=_parse_flags_or_fail)

@@ -20,3 +20,7 @@ class DataError(UserInputError):
 
 class ModelFileError(UserInputError):
     """A model or checkpoint file cannot be used for what was asked."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""

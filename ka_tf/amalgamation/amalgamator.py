@@ -1,0 +1,249 @@
+"""The Amalgamator: trains a student from frozen teachers' outputs, with no labels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from ka_tf.constants import IMAGE, NORMALS
+from ka_tf.errors import ConfigError
+from ka_tf.losses import FeatureMSE
+from ka_tf.models.channel_coding import ChannelCoding
+
+MODES = ("blockwise", "finetune")
+
+
+def flip_width(x):
+    """Mirrors a [B, H, W, ...] tensor left-right."""
+    return ops.flip(x, axis=2)
+
+
+def unflip_prediction(task: str, flipped):
+    """Maps a prediction on the mirrored image back to the original frame."""
+    back = flip_width(flipped)
+    if task == NORMALS:
+        return ops.concatenate([-back[..., :1], back[..., 1:]], axis=-1)
+    return back
+
+
+def average_predictions(task: str, a, b):
+    """Averages two predictions of one task (logits, depth, or unit normals)."""
+    mean = (a + b) / 2.0
+    if task == NORMALS:
+        return mean * ops.rsqrt(
+            ops.maximum(ops.sum(ops.square(mean), axis=-1, keepdims=True), 1e-24)
+        )
+    return mean
+
+
+def build_coders(channels: Sequence[int], tasks: Sequence[str], gate_scale: float = 2.0):
+    """One channel-coding gate per task and branch candidate (training-time adaptors)."""
+    return {
+        task: [
+            ChannelCoding(c, gate_scale=gate_scale, name=f"{task}_coding_b{b}")
+            for b, c in enumerate(channels)
+        ]
+        for task in tasks
+    }
+
+
+class Amalgamator(keras.Model):
+    """Trains a :class:`~ka_tf.models.TargetNet` against frozen teachers, labels never read.
+
+    Two modes, one per phase of the paper's schedule:
+
+    - ``"blockwise"`` at branch candidate ``block``: the student's shared feature at that
+      block goes through each task's channel-coding gate and then through that
+      task's *frozen teacher decoder from the same block on*, unpooled with the
+      teacher's own switches computed on the same image. The result is compared with
+      the teacher's output (term ``<task>_projection``), optionally plus an MSE to the
+      teacher's own feature at that block (``<task>_feature``). Only the student's
+      encoder, trunk blocks before ``block`` and the gates at ``block`` train.
+    - ``"finetune"``: the whole student end to end, its outputs against the teachers'
+      (term ``<task>_output``).
+
+    Teacher targets are, by default, the average of the teacher on the image and on
+    its mirror image (``flip_average_targets``), a better target than either.
+
+    The train step reads only ``data["image"]``; every other key is ignored.
+
+    Args:
+        student: The student model (a TargetNet).
+        teachers: Task → frozen teacher (a SegNet or a finished TargetNet).
+        losses: Task → distillation loss (``keras.losses.Loss``) to the teacher output.
+        mode: ``"blockwise"`` or ``"finetune"``.
+        block: Branch candidate trained in ``blockwise`` mode.
+        coders: Task → list of 5 gates (``blockwise`` mode).
+        task_weights: Task → weight of its terms (default 1).
+        feature_weight: Weight of the feature-level term (``blockwise`` mode).
+        flip_average_targets: Average the teacher over the image and its mirror.
+    """
+
+    def __init__(
+        self,
+        student: keras.Model,
+        teachers: Mapping[str, keras.Model],
+        losses: Mapping[str, keras.losses.Loss],
+        mode: str = "finetune",
+        block: int | None = None,
+        coders: Mapping[str, Sequence[ChannelCoding]] | None = None,
+        task_weights: Mapping[str, float] | None = None,
+        feature_weight: float = 0.0,
+        flip_average_targets: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode. Received: mode={mode!r}. Expected one of {MODES}.")
+        self.tasks = tuple(teachers)
+        if sorted(losses) != sorted(self.tasks):
+            raise ConfigError(
+                f"losses {sorted(losses)} must match the teachers' tasks {sorted(self.tasks)}."
+            )
+        if mode == "blockwise" and (block is None or coders is None):
+            raise ConfigError("mode='blockwise' needs block and coders.")
+        for teacher in teachers.values():
+            teacher.trainable = False
+        self.student = student
+        self.teachers = dict(teachers)
+        self.distill_losses = dict(losses)
+        self.mode = mode
+        self.block = block
+        self.coders = {task: list(coders[task]) for task in self.tasks} if coders else {}
+        self.task_weights = {
+            task: float((task_weights or {}).get(task, 1.0)) for task in self.tasks
+        }
+        self.feature_weight = float(feature_weight)
+        self.flip_average_targets = bool(flip_average_targets)
+        self.feature_loss = FeatureMSE()
+        terms = ["projection"] + (["feature"] if self.feature_weight else [])
+        self.term_names = [
+            f"{task}_{term}"
+            for task in self.tasks
+            for term in (terms if mode == "blockwise" else ["output"])
+        ]
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ["loss", *self.term_names]}
+        if mode == "blockwise":
+            self._check_channels()
+
+    def _check_channels(self) -> None:
+        block = self.block
+        student_channels = self.student.candidate_channels()[block]
+        for task, teacher in self.teachers.items():
+            teacher_channels = teacher.candidate_channels(task)[block]
+            if student_channels != teacher_channels:
+                raise ConfigError(
+                    f"the student's feature at block {block} has {student_channels} channels but "
+                    f"the {task!r} teacher's has {teacher_channels}: build the student with the "
+                    f"teachers' widths (channels/width_multiplier)."
+                )
+
+    # --- Keras plumbing ------------------------------------------------------------------
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, images, training=False):
+        return self.student(images, training=training)
+
+    def prepare(self, sample_images) -> None:
+        """Creates every variable on a sample batch, then builds the optimizer for the
+        variables this mode trains (call after ``compile``, before ``fit`` or restoring
+        a checkpoint)."""
+        images = self._images(sample_images)
+        self.loss_terms(images, self.teacher_targets(images), training=False)
+        if not self.optimizer.built:
+            self.optimizer.build(self.variables_to_train())
+
+    def variables_to_train(self) -> list:
+        """The variables the current mode updates."""
+        if self.mode == "finetune":
+            return list(self.student.trainable_variables)
+        layers = [*self.student.encoder_blocks, *self.student.trunk_blocks[: self.block]]
+        layers += [self.coders[task][self.block] for task in self.tasks]
+        return [v for layer in layers for v in layer.trainable_variables]
+
+    # --- targets and losses ----------------------------------------------------------------
+
+    def teacher_targets(self, images) -> dict[str, dict]:
+        """Runs each distinct teacher once: outputs (flip-averaged), switches, features."""
+        targets = {}
+        by_model: dict[int, list[str]] = {}
+        for task, teacher in self.teachers.items():
+            by_model.setdefault(id(teacher), []).append(task)
+        for tasks in by_model.values():
+            teacher = self.teachers[tasks[0]]
+            inter = teacher.forward_intermediates(images, training=False)
+            flipped = (
+                teacher(flip_width(images), training=False) if self.flip_average_targets else None
+            )
+            for task in tasks:
+                output = inter["outputs"][task]
+                if flipped is not None:
+                    output = average_predictions(
+                        task, output, unflip_prediction(task, flipped[task])
+                    )
+                targets[task] = {
+                    "output": ops.stop_gradient(output),
+                    "switches": [ops.stop_gradient(s) for s in inter["switches"]],
+                    "features": [ops.stop_gradient(f) for f in inter["candidates"][task]],
+                }
+        return targets
+
+    def loss_terms(self, images, targets, training: bool) -> dict:
+        """The named, weighted loss terms for one batch (each a replica-scaled scalar)."""
+        terms = {}
+        if self.mode == "finetune":
+            outputs = self.student(images, training=training)
+            for task in self.tasks:
+                loss = self.distill_losses[task](targets[task]["output"], outputs[task])
+                terms[f"{task}_output"] = self.task_weights[task] * loss
+            return terms
+        shared = self.student.trunk_features(images, self.block, training=training)[0][self.block]
+        for task in self.tasks:
+            target = targets[task]
+            coded = self.coders[task][self.block](shared)
+            projected = self.teachers[task].decode_from(
+                coded, target["switches"], self.block, task=task, training=False
+            )
+            loss = self.distill_losses[task](target["output"], projected)
+            terms[f"{task}_projection"] = self.task_weights[task] * loss
+            if self.feature_weight:
+                feature = self.feature_loss(target["features"][self.block], coded)
+                terms[f"{task}_feature"] = self.feature_weight * self.task_weights[task] * feature
+        return terms
+
+    def _update_trackers(self, terms, total) -> dict:
+        # Keras losses are divided by the replica count for gradient summation; the
+        # trackers report the per-replica mean, as Keras' own trainer does.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.trackers["loss"].update_state(total * replicas)
+        for name, value in terms.items():
+            self.trackers[name].update_state(value * replicas)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @staticmethod
+    def _images(data):
+        images = data[IMAGE] if isinstance(data, Mapping) else data
+        return ops.cast(images, "float32")
+
+    def train_step(self, data):
+        images = self._images(data)
+        targets = self.teacher_targets(images)
+        variables = self.variables_to_train()
+        with tf.GradientTape() as tape:
+            terms = self.loss_terms(images, targets, training=True)
+            total = ops.sum(ops.stack(list(terms.values())))
+            scaled = self.optimizer.scale_loss(total)
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._update_trackers(terms, total)
+
+    def test_step(self, data):
+        images = self._images(data)
+        terms = self.loss_terms(images, self.teacher_targets(images), training=False)
+        return self._update_trackers(terms, ops.sum(ops.stack(list(terms.values()))))

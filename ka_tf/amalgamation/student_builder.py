@@ -1,0 +1,136 @@
+"""Building the student from its teachers: the block-wise trunk and the branched result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import keras
+
+from ka_tf.constants import SEMSEG
+from ka_tf.errors import ConfigError, ModelFileError
+from ka_tf.models import SegNet, TargetNet
+from ka_tf.models.arch import BRANCH_CANDIDATES
+
+# Constructor arguments a student copies from its teachers (they must agree).
+SHARED_ARCH_KEYS = ("arch", "batch_norm", "channels", "width_multiplier", "image_mean", "image_std")
+INIT_CHOICES = ("scratch",)  # or a task name: start from that teacher's encoder/decoder
+
+
+def teacher_arch(teachers: Mapping[str, keras.Model]) -> dict:
+    """The architecture all teachers share; raises a ConfigError naming any mismatch."""
+    reference_task, reference = next(iter(teachers.items()))
+    config = {key: getattr(reference, key) for key in SHARED_ARCH_KEYS}
+    for task, teacher in teachers.items():
+        for key in SHARED_ARCH_KEYS:
+            if getattr(teacher, key) != config[key]:
+                raise ConfigError(
+                    f"teachers disagree on {key}: {reference_task!r} has {config[key]}, {task!r} "
+                    f"has {getattr(teacher, key)}. The student copies their architecture, so "
+                    f"convert/train the teachers with the same {key}."
+                )
+    return config
+
+
+def num_classes_of(teachers: Mapping[str, keras.Model]) -> int | None:
+    """The semseg teacher's class count (None without a semseg teacher)."""
+    teacher = teachers.get(SEMSEG)
+    return None if teacher is None else int(teacher.num_classes)
+
+
+def check_teacher(task: str, teacher: keras.Model, path: str = "") -> None:
+    """Raises ModelFileError unless ``teacher`` is a splittable ka_tf model predicting ``task``."""
+    where = f" ({path})" if path else ""
+    if not isinstance(teacher, (SegNet, TargetNet)):
+        raise ModelFileError(
+            f"the {task!r} teacher{where} is a {type(teacher).__name__}, not a splittable ka_tf "
+            f"SegNet/TargetNet: convert it with tools/convert_teacher.py or train it with "
+            f"tools/train_teacher.py."
+        )
+    if task not in teacher.tasks:
+        raise ModelFileError(
+            f"the teacher given for {task!r}{where} predicts {list(teacher.tasks)}, not {task!r}."
+        )
+
+
+def _copy(target: keras.layers.Layer, source: keras.layers.Layer) -> None:
+    target.set_weights(source.get_weights())
+
+
+def _teacher_step(teacher: keras.Model, task: str, k: int) -> keras.layers.Layer:
+    if isinstance(teacher, SegNet):
+        return teacher.decoder_blocks[k]
+    return teacher._step(task, k)
+
+
+def _depth_activation(teachers: Mapping[str, keras.Model]) -> str:
+    activations = {t.depth_activation for task, t in teachers.items() if task == "depth"}
+    return activations.pop() if activations else "exp"
+
+
+def build_blockwise_student(
+    teachers: Mapping[str, keras.Model], init_from: str = SEMSEG, gate_scale: float = 2.0
+) -> TargetNet:
+    """A fully shared student (trunk through up2) for the block-wise phase.
+
+    Args:
+        teachers: Task → teacher.
+        init_from: ``"scratch"`` or the task whose teacher's encoder and decoder blocks
+            (up5..up2) initialise the student.
+        gate_scale: Passed to the student's channel-coding gates.
+    """
+    tasks = tuple(teachers)
+    if init_from not in (*INIT_CHOICES, *tasks):
+        raise ConfigError(
+            f"unknown student initialisation. Received: init_from={init_from!r}. "
+            f"Expected one of {[*INIT_CHOICES, *tasks]}."
+        )
+    last = len(BRANCH_CANDIDATES) - 1
+    student = TargetNet(
+        tasks,
+        num_classes=num_classes_of(teachers),
+        branch_points={task: last for task in tasks},
+        depth_activation=_depth_activation(teachers),
+        gate_scale=gate_scale,
+        **teacher_arch(teachers),
+    )
+    if init_from != "scratch":
+        teacher = teachers[init_from]
+        for mine, theirs in zip(student.encoder_blocks, teacher.encoder_blocks, strict=True):
+            _copy(mine, theirs)
+        for k, block in enumerate(student.trunk_blocks):
+            _copy(block, _teacher_step(teacher, init_from, k))
+    return student
+
+
+def assemble_student(
+    blockwise: TargetNet,
+    coders: Mapping[str, list],
+    teachers: Mapping[str, keras.Model],
+    branch_points: Mapping[str, int],
+) -> TargetNet:
+    """The branched student: trunk from the block-wise student, branches from the teachers.
+
+    Task ``t`` branching at ``b`` gets the gate trained at ``b`` in the block-wise phase,
+    then copies of teacher ``t``'s decoder blocks from ``b`` on and its head — exactly
+    the path its projection loss was measured through.
+    """
+    tasks = tuple(teachers)
+    student = TargetNet(
+        tasks,
+        num_classes=blockwise.num_classes,
+        branch_points=dict(branch_points),
+        depth_activation=blockwise.depth_activation,
+        gate_scale=blockwise.gate_scale,
+        **{key: getattr(blockwise, key) for key in SHARED_ARCH_KEYS},
+    )
+    for mine, theirs in zip(student.encoder_blocks, blockwise.encoder_blocks, strict=True):
+        _copy(mine, theirs)
+    for mine, theirs in zip(student.trunk_blocks, blockwise.trunk_blocks, strict=False):
+        _copy(mine, theirs)
+    for task in tasks:
+        point = student.branch_points[task]
+        _copy(student.coders[task], coders[task][point])
+        for offset, block in enumerate(student.branches[task]):
+            _copy(block, _teacher_step(teachers[task], task, point + offset))
+        _copy(student.heads[task], teachers[task].heads[task])
+    return student

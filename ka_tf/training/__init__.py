@@ -1,0 +1,1 @@
+"""Training plumbing shared by teacher training and amalgamation: checkpoints, phases."""

@@ -1,0 +1,141 @@
+"""Atomic, resumable training checkpoints: weights, optimizer state and progress.
+
+A checkpoint is a directory ``ckpt-<epoch:06d>`` holding ``state.npz`` (every
+weight of the saved models, keyed by ``<group>/<variable path>``, and the
+optimizer's variables in order) and ``progress.json``. It is written to a
+temporary directory and renamed into place, so a killed run leaves either the
+previous checkpoint or the new complete one; the newest ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import numpy as np
+
+from ka_tf.errors import ModelFileError
+
+_NAME = re.compile(r"^ckpt-(\d{6})$")
+
+
+def _named_weights(groups: Mapping[str, Any]) -> dict[str, Any]:
+    named = {}
+    for group, obj in groups.items():
+        for variable in obj.weights:
+            key = f"{group}/{variable.path}"
+            if key in named:
+                raise ValueError(f"two variables share the checkpoint key {key!r}")
+            named[key] = variable
+    return named
+
+
+class TrainingCheckpoint:
+    """Saves and restores groups of Keras objects plus an optimizer, atomically.
+
+    Args:
+        directory: Where ``ckpt-*`` directories go.
+        groups: Name → object with ``.weights`` (a model or layer) to save.
+        optimizer: The optimizer whose state is saved (built before restore).
+        keep: How many of the newest checkpoints to keep.
+
+    Example:
+        >>> ckpt = TrainingCheckpoint(dir, {"student": student}, optimizer)
+        >>> progress = ckpt.restore_latest()  # None on a fresh run
+        >>> ckpt.save(epoch=3, progress={"phase": "finetune"})
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        groups: Mapping[str, Any],
+        optimizer: keras.optimizers.Optimizer | None = None,
+        keep: int = 2,
+    ):
+        self.directory = directory
+        self.groups = dict(groups)
+        self.optimizer = optimizer
+        self.keep = int(keep)
+
+    def checkpoints(self) -> list[str]:
+        """Complete checkpoint directories, oldest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        names = sorted(n for n in os.listdir(self.directory) if _NAME.match(n))
+        return [os.path.join(self.directory, n) for n in names]
+
+    def latest(self) -> str | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def save(self, epoch: int, progress: Mapping[str, Any] | None = None) -> str:
+        """Writes ``ckpt-<epoch>`` atomically and prunes old ones; returns its path."""
+        os.makedirs(self.directory, exist_ok=True)
+        arrays = {key: np.asarray(v.numpy()) for key, v in _named_weights(self.groups).items()}
+        if self.optimizer is not None:
+            for index, variable in enumerate(self.optimizer.variables):
+                arrays[f"optimizer/{index:05d}"] = np.asarray(variable.numpy())
+        final = os.path.join(self.directory, f"ckpt-{epoch:06d}")
+        tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=self.directory)
+        try:
+            with open(os.path.join(tmp, "state.npz"), "wb") as handle:
+                np.savez(handle, **arrays)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with open(os.path.join(tmp, "progress.json"), "w", encoding="utf-8") as handle:
+                json.dump({"epoch": int(epoch), **dict(progress or {})}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for old in self.checkpoints()[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def restore(self, path: str) -> dict[str, Any]:
+        """Loads ``path`` into the groups and optimizer; returns its progress dict."""
+        state_path = os.path.join(path, "state.npz")
+        try:
+            with np.load(state_path) as state:
+                arrays = {key: state[key] for key in state.files}
+            with open(os.path.join(path, "progress.json"), encoding="utf-8") as handle:
+                progress = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise ModelFileError(
+                f"checkpoint {path} is unreadable ({error}); delete it to resume from the "
+                f"one before."
+            ) from error
+        for key, variable in _named_weights(self.groups).items():
+            if key not in arrays:
+                raise ModelFileError(f"checkpoint {path} has no value for {key!r}.")
+            if tuple(arrays[key].shape) != tuple(variable.shape):
+                raise ModelFileError(
+                    f"checkpoint {path}: {key!r} has shape {arrays[key].shape}, "
+                    f"the model expects {tuple(variable.shape)}."
+                )
+            variable.assign(arrays[key])
+        if self.optimizer is not None:
+            saved = sorted(k for k in arrays if k.startswith("optimizer/"))
+            if len(saved) != len(self.optimizer.variables):
+                raise ModelFileError(
+                    f"checkpoint {path} holds {len(saved)} optimizer variables, the optimizer "
+                    f"has {len(self.optimizer.variables)}: was it written by another configuration?"
+                )
+            for key, variable in zip(saved, self.optimizer.variables, strict=True):
+                variable.assign(arrays[key])
+        return progress
+
+    def restore_latest(self) -> dict[str, Any] | None:
+        """Restores the newest checkpoint if there is one; returns its progress or None."""
+        path = self.latest()
+        return None if path is None else self.restore(path)
