@@ -10,6 +10,8 @@ CONFIGURABLE_MODULES = (
     "ka_tf.distribute",
     "ka_tf.optim",
     "ka_tf.data.registry",
+    "ka_tf.data.pipeline",
+    "ka_tf.data.synth.config",
 )
 
 for _module in CONFIGURABLE_MODULES:

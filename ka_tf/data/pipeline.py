@@ -1,0 +1,200 @@
+"""Input pipelines: joint augmentation, batching, prefetch, and the images-only view.
+
+Augmentations act on a whole element dict so that labels stay aligned with the
+image:
+
+* :func:`flip_left_right` mirrors every map and negates the x component of the
+  normals (camera frame: x right, y down, z forward).
+* :func:`random_scale_crop` resizes by a random factor ``s`` and crops (or pads)
+  back to the original size. Zooming an image is a change of focal length about
+  an unmoved camera, so metric z-depth and camera-frame normals keep their values
+  per surface point: they are resampled, never rescaled. Labels, depth and
+  normals use nearest-neighbour sampling (no blended class ids or depth across
+  edges); padding (``s < 1``) gets image 0, label 255 (ignore), depth 0 and normals 0.
+* :func:`color_jitter` changes brightness, contrast, saturation and hue of the
+  image only.
+
+All randomness is stateless and seeded per element, so a pipeline with a given
+``seed`` yields the same batches on every run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+import gin
+from ka_tf.constants import DEPTH, IGNORE_LABEL, IMAGE, NORMALS, SEMSEG
+from ka_tf.errors import ConfigError
+
+# Value given to padded pixels, per key.
+_PAD_VALUES = {IMAGE: 0, SEMSEG: IGNORE_LABEL, DEPTH: 0.0, NORMALS: 0.0}
+
+
+def flip_left_right(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Mirrors every map of ``element`` horizontally; normals get x negated."""
+    out = {}
+    for key, value in element.items():
+        flipped = tf.reverse(value, axis=[1])  # [H, W, ...]: axis 1 is width
+        if key == NORMALS:
+            flipped = flipped * tf.constant([-1.0, 1.0, 1.0], dtype=flipped.dtype)
+        out[key] = flipped
+    return out
+
+
+def _resize(value: tf.Tensor, key: str, size: tf.Tensor) -> tf.Tensor:
+    if key == IMAGE:
+        resized = tf.image.resize(tf.cast(value, tf.float32), size, method="bilinear")
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), value.dtype)
+    expanded = value[..., None] if value.shape.rank == 2 else value
+    resized = tf.image.resize(expanded, size, method="nearest")
+    return resized[..., 0] if value.shape.rank == 2 else resized
+
+
+def random_scale_crop(
+    element: dict[str, tf.Tensor], seed: tf.Tensor, scale_range: tuple[float, float] = (1.0, 1.5)
+) -> dict[str, tf.Tensor]:
+    """Scales every map by one random factor, then crops/pads back to the input size.
+
+    Args:
+        element: Dict of [H, W, ...] maps (``image`` decides the size).
+        seed: A stateless seed, int32/int64 [2].
+        scale_range: (min, max) zoom factor; values below 1 zoom out (padded).
+
+    Returns:
+        The augmented element, same keys, shapes and dtypes.
+    """
+    height, width = element[IMAGE].shape[0], element[IMAGE].shape[1]
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
+    new_h = tf.cast(tf.round(height * scale), tf.int32)
+    new_w = tf.cast(tf.round(width * scale), tf.int32)
+    canvas_h, canvas_w = tf.maximum(new_h, height), tf.maximum(new_w, width)
+    top = tf.random.stateless_uniform([], seeds[1], 0, canvas_h - height + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], seeds[2], 0, canvas_w - width + 1, dtype=tf.int32)
+    out = {}
+    for key, value in element.items():
+        resized = _resize(value, key, tf.stack([new_h, new_w]))
+        pad = [[0, canvas_h - new_h], [0, canvas_w - new_w]] + [[0, 0]] * (value.shape.rank - 2)
+        padded = tf.pad(resized, pad, constant_values=tf.cast(_PAD_VALUES.get(key, 0), value.dtype))
+        cropped = padded[top : top + height, left : left + width]
+        out[key] = tf.ensure_shape(cropped, value.shape)
+    return out
+
+
+def color_jitter(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+    hue: float = 0.03,
+) -> tf.Tensor:
+    """Random brightness/contrast/saturation/hue on a uint8 [H, W, 3] image."""
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    x = tf.cast(image, tf.float32) / 255.0
+    x = tf.image.stateless_random_brightness(x, brightness, seeds[0])
+    x = tf.image.stateless_random_contrast(x, 1.0 - contrast, 1.0 + contrast, seeds[1])
+    x = tf.image.stateless_random_saturation(x, 1.0 - saturation, 1.0 + saturation, seeds[2])
+    x = tf.image.stateless_random_hue(x, hue, seeds[3])
+    return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+@gin.configurable
+def augment_element(
+    element: dict[str, tf.Tensor],
+    seed: tf.Tensor,
+    flip: bool = True,
+    scale_range: tuple[float, float] = (1.0, 1.5),
+    jitter: bool = True,
+) -> dict[str, tf.Tensor]:
+    """The training augmentation: random flip, scale-and-crop, colour jitter.
+
+    Args:
+        element: One element (dict of maps).
+        seed: Stateless seed [2] of this element.
+        flip: Mirror with probability 1/2.
+        scale_range: Zoom range for :func:`random_scale_crop`; (1, 1) disables it.
+        jitter: Apply :func:`color_jitter` to the image.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+    if flip:
+        coin = tf.random.stateless_uniform([], seeds[0]) < 0.5
+        element = tf.cond(coin, lambda: flip_left_right(element), lambda: dict(element))
+    if scale_range[0] != 1.0 or scale_range[1] != 1.0:
+        element = random_scale_crop(element, seeds[1], scale_range)
+    if jitter:
+        element = dict(element)
+        element[IMAGE] = color_jitter(element[IMAGE], seeds[2])
+    return element
+
+
+def images_only_view(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Keeps only ``image`` of each element (what amalgamation trains on)."""
+    return dataset.map(lambda element: {IMAGE: element[IMAGE]})
+
+
+@gin.configurable
+def make_dataset(
+    name: str,
+    data_dir: str,
+    split: str,
+    batch_size: int,
+    *,
+    training: bool,
+    images_only: bool = False,
+    augment: bool = True,
+    shuffle_buffer: int = 256,
+    seed: int = 0,
+    repeat: bool | None = None,
+    load_options: dict[str, Any] | None = None,
+) -> tf.data.Dataset:
+    """The input pipeline trainers and evaluators call: load, (augment), batch, prefetch.
+
+    Args:
+        name: Dataset name for :func:`ka_tf.data.load`.
+        data_dir: Its root directory.
+        split: The split to read.
+        batch_size: Elements per batch.
+        training: Shuffle, augment and (by default) repeat; drop the last partial batch.
+        images_only: Yield ``{"image"}`` only (labels are not even decoded).
+        augment: With ``training``, apply :func:`augment_element` (gin-configurable).
+        shuffle_buffer: Shuffle buffer size when training.
+        seed: Seed of shuffling and augmentation.
+        repeat: Repeat forever; defaults to ``training``.
+        load_options: Extra options for the loader.
+
+    Returns:
+        A dataset of dict batches (``image`` uint8 [B, H, W, 3], ...).
+
+    Raises:
+        ConfigError: on a non-positive batch size or shuffle buffer.
+    """
+    from ka_tf.data import load
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1. Received: batch_size={batch_size}.")
+    if training and shuffle_buffer < 1:
+        raise ConfigError(
+            f"shuffle_buffer must be >= 1. Received: shuffle_buffer={shuffle_buffer}."
+        )
+    options = dict(load_options or {})
+    if images_only:
+        options["images_only"] = True
+    dataset = load(name, data_dir=data_dir, split=split, **options)
+    if images_only:
+        dataset = images_only_view(dataset)
+    repeat = training if repeat is None else repeat
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    if training and augment:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            augment_element,
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    return dataset.prefetch(tf.data.AUTOTUNE)

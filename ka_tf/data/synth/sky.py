@@ -1,0 +1,58 @@
+"""The street background: a sky gradient with clouds, painted where nothing was drawn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ka_tf.data.synth.camera import focal_length_px
+
+
+def _cloud_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Smooth noise in [0, 1] of shape [H, W] (bilinear octaves of random grids)."""
+    total = np.zeros((height, width))
+    weight, norm = 1.0, 0.0
+    for cells in (3, 6, 12):
+        grid = rng.random((cells + 1, 2 * cells + 1))
+        ys = np.linspace(0, cells, height)
+        xs = np.linspace(0, 2 * cells, width)
+        y0, x0 = np.minimum(ys.astype(int), cells - 1), np.minimum(xs.astype(int), 2 * cells - 1)
+        fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+        top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
+        bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
+        total += weight * (top * (1 - fy) + bottom * fy)
+        norm += weight
+        weight *= 0.5
+    return total / norm
+
+
+def sky_image(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    fov_deg: float,
+    pitch_deg: float,
+    zenith: tuple[float, float, float],
+    horizon: tuple[float, float, float],
+    cloudiness: float,
+) -> np.ndarray:
+    """A float RGB sky [H, W, 3] in [0, 1]: horizon-to-zenith gradient plus clouds.
+
+    The gradient follows each row's elevation angle, so the horizon sits where the
+    camera pitch puts it.
+    """
+    focal = focal_length_px(height, fov_deg)
+    rows = np.arange(height) + 0.5 - height / 2
+    elevation = math.radians(pitch_deg) - np.arctan(rows / focal)
+    t = np.clip(np.sin(np.clip(elevation, 0.0, None)) * 2.0, 0.0, 1.0) ** 0.7
+    gradient = (
+        np.asarray(horizon)[None, :] * (1 - t[:, None]) + np.asarray(zenith)[None, :] * t[:, None]
+    )
+    image = np.broadcast_to(gradient[:, None, :], (height, width, 3)).copy()
+    if cloudiness > 0:
+        noise = _cloud_noise(rng, height, width)
+        cover = np.clip((noise - (1.0 - cloudiness)) / 0.25, 0.0, 1.0)[..., None]
+        cloud = 0.82 + 0.15 * noise[..., None]
+        image = image * (1 - cover) + cloud * cover
+    return image
