@@ -15,11 +15,17 @@ from collections.abc import Callable, Sequence
 # any tool imports it. Users can still set the variable themselves.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import logging
+
 from absl import app, flags
 
 from ka_tf.errors import TrainingError, UserInputError
 
 EXIT_USAGE = 2
+
+# TensorFlow's Python warnings about tf.function retracing fire on every new phase
+# model (expected here) and bury the progress output.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def fail(message: str) -> None:

@@ -12,6 +12,11 @@ CONFIGURABLE_MODULES = (
     "ka_tf.data.registry",
     "ka_tf.data.pipeline",
     "ka_tf.data.synth.config",
+    "ka_tf.data.synth_benchmark",
+    "ka_tf.losses",
+    "ka_tf.training.teacher",
+    "ka_tf.amalgamation.branching",
+    "ka_tf.amalgamation.run",
 )
 
 for _module in CONFIGURABLE_MODULES:

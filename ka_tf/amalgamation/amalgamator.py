@@ -147,8 +147,12 @@ class Amalgamator(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def call(self, images, training=False):
-        return self.student(images, training=training)
+    def build(self, input_shape=None):
+        # Student, teachers and gates are built on their own (see ``prepare``).
+        self.built = True
+
+    def call(self, data, training=False):
+        return self.student(self._images(data), training=training)
 
     def prepare(self, sample_images) -> None:
         """Creates every variable on a sample batch, then builds the optimizer for the

@@ -1,0 +1,166 @@
+"""The amalgamation report (JSON + Markdown) and prediction panels a person can read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ka_tf import visualize
+from ka_tf.constants import DEPTH, NORMALS, SEMSEG
+from ka_tf.io_utils import atomic_write_json, atomic_write_text
+from ka_tf.metrics import format_markdown_table, format_table
+from ka_tf.models.arch import BRANCH_CANDIDATES
+
+REPORT_JSON = "amalgamation_report.json"
+REPORT_MD = "amalgamation_report.md"
+
+
+def block_loss_table(
+    block_losses: Mapping[str, list[float]], branch_points: Mapping[str, int]
+) -> str:
+    """Markdown table: one row per task, one column per candidate; the choice in bold."""
+    header = "| task | " + " | ".join(f"{i}: {n}" for i, n in enumerate(BRANCH_CANDIDATES)) + " |"
+    lines = [header, "|" + " --- |" * (len(BRANCH_CANDIDATES) + 1)]
+    for task, losses in block_losses.items():
+        cells = [
+            f"**{v:.4f}**" if i == branch_points.get(task) else f"{v:.4f}"
+            for i, v in enumerate(losses)
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def params_summary(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Teachers' total, and the student as a fraction of it."""
+    teachers_total = int(sum(params["teachers"].values()))
+    return {
+        "teachers_total": teachers_total,
+        "student_fraction": params["student"] / teachers_total,
+    }
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The human-readable report."""
+    lines = ["# Amalgamation report", ""]
+    lines += [f"- tasks: {', '.join(report['tasks'])}"]
+    for task, path in report["teachers"].items():
+        lines.append(f"- teacher `{task}`: `{path}`")
+    lines += ["", "## Branch points", ""]
+    lines.append(
+        ", ".join(
+            f"`{task}` → {b} ({BRANCH_CANDIDATES[b]})"
+            for task, b in report["branch_points"].items()
+        )
+    )
+    if report.get("block_losses"):
+        lines += [
+            "",
+            "Validation projection loss after block-wise training at each candidate "
+            "(chosen in bold):",
+            "",
+            block_loss_table(report["block_losses"], report["branch_points"]),
+        ]
+    params = report["params"]
+    summary = params_summary(params)
+    lines += ["", "## Parameters", "", "| model | parameters |", "| --- | --- |"]
+    lines.append(
+        f"| student | {params['student']:,} ({summary['student_fraction']:.2f}× the teachers) |"
+    )
+    for task, count in params["teachers"].items():
+        lines.append(f"| teacher/{task} | {count:,} |")
+    lines.append(f"| teachers together | {summary['teachers_total']:,} |")
+    for split, rows in report.get("metrics", {}).items():
+        lines += ["", f"## Metrics on `{split}`", "", format_markdown_table(rows)]
+    if report.get("relative_change"):
+        change = report["relative_change"]
+        lines += [
+            "",
+            f"Mean relative change of the student vs its teachers (Δm): {change['delta_m']:+.2%}",
+        ]
+    if report.get("wall_time_s"):
+        lines += ["", "## Wall time", ""]
+        lines += [f"- {phase}: {seconds:.0f} s" for phase, seconds in report["wall_time_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(model_dir: str, report: Mapping[str, Any]) -> tuple[str, str]:
+    """Writes ``amalgamation_report.json`` and ``.md`` atomically; returns both paths."""
+    json_path = os.path.join(model_dir, REPORT_JSON)
+    md_path = os.path.join(model_dir, REPORT_MD)
+    atomic_write_json(json_path, report)
+    atomic_write_text(md_path, render_markdown(report))
+    return json_path, md_path
+
+
+def console_summary(report: Mapping[str, Any]) -> str:
+    """A plain-text table of the test metrics plus branch points and parameters."""
+    parts = []
+    for split, rows in report.get("metrics", {}).items():
+        parts.append(f"Metrics on {split}:\n{format_table(rows)}")
+    summary = params_summary(report["params"])
+    parts.append(
+        f"Branch points: {report['branch_points']}; student parameters "
+        f"{report['params']['student']:,} = {summary['student_fraction']:.2f}x the teachers "
+        f"together ({summary['teachers_total']:,})."
+    )
+    return "\n\n".join(parts)
+
+
+def _render(task: str, values: np.ndarray, palette, depth_range) -> np.ndarray:
+    if task == SEMSEG:
+        return visualize.colorize_labels(values, palette)
+    if task == DEPTH:
+        return visualize.colorize_depth(values, *depth_range)
+    if task == NORMALS:
+        return visualize.colorize_normals(values)
+    raise ValueError(f"no renderer for task {task!r}")
+
+
+def prediction_panel(
+    image: np.ndarray,
+    rows: Mapping[str, Mapping[str, np.ndarray]],
+    palette,
+    class_names=None,
+) -> np.ndarray:
+    """One image's panel: a column per source (teacher, student, ground truth), a row per task.
+
+    Args:
+        image: uint8 [H, W, 3].
+        rows: Source name → {task: prediction (class ids, metres, or normals)}.
+        palette: Class colours for semseg.
+        class_names: Class names for the legend (optional).
+    """
+    tasks = sorted({task for outputs in rows.values() for task in outputs})
+    depths = [v[DEPTH] for v in rows.values() if DEPTH in v]
+    valid = [d[d > 0] for d in depths if (d > 0).any()]
+    depth_range = (
+        (float(min(v.min() for v in valid)), float(max(np.percentile(v, 99) for v in valid)))
+        if valid
+        else (None, None)
+    )
+    blank = np.full_like(image, 255)
+    grid_rows = [
+        [visualize.titled(image, "image")]
+        + [visualize.titled(blank, "") for _ in range(len(rows) - 1)]
+    ]
+    for task in tasks:
+        grid_rows.append(
+            [
+                visualize.titled(
+                    _render(task, outputs[task], palette, depth_range), f"{source} {task}"
+                )
+                if task in outputs
+                else visualize.titled(blank, f"{source}: no {task}")
+                for source, outputs in rows.items()
+            ]
+        )
+    grid = visualize.make_grid(grid_rows)
+    extras = []
+    if SEMSEG in tasks and class_names:
+        extras.append(visualize.legend(class_names, palette, grid.shape[1]))
+    if DEPTH in tasks and depth_range[0] is not None:
+        extras.append(visualize.depth_scale_bar(12, grid.shape[1], *depth_range))
+    return np.concatenate([grid, *extras], axis=0) if extras else grid

@@ -1,0 +1,342 @@
+"""The amalgamation job end to end: block-wise training, branch-out, fine-tuning, report.
+
+:func:`amalgamate` is what ``tools/train.py`` runs; every argument is bound in gin
+(see ``gin/demo.gin``). Each phase checkpoints after every epoch and records its
+completion in ``amalgamation_state.json``, so a killed run started again with the
+same ``--model_dir`` goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import gin
+from ka_tf.amalgamation.amalgamator import Amalgamator, build_coders
+from ka_tf.amalgamation.branching import choose_branch_points
+from ka_tf.amalgamation.report import console_summary, prediction_panel, write_report
+from ka_tf.amalgamation.student_builder import (
+    assemble_student,
+    build_blockwise_student,
+    check_teacher,
+)
+from ka_tf.constants import DEPTH, IMAGE, NORMALS, SEMSEG
+from ka_tf.errors import ConfigError
+from ka_tf.io_utils import atomic_write, atomic_write_json
+from ka_tf.losses import build_loss
+from ka_tf.models.arch import BRANCH_CANDIDATES
+from ka_tf.optim import build_optimizer
+from ka_tf.training.checkpoint import TrainingCheckpoint
+from ka_tf.training.phase import run_phase
+
+STATE_FILE = "amalgamation_state.json"
+STUDENT_FILE = "student.keras"
+
+
+@gin.configurable
+def distillation_losses(
+    tasks,
+    semseg: str = "kl",
+    temperature: float = 2.0,
+    depth: str = "log_l1",
+    normals: str = "cosine",
+) -> dict[str, keras.losses.Loss]:
+    """The per-task loss to the teacher's output.
+
+    Args:
+        tasks: Tasks to build losses for.
+        semseg: ``kl`` (soft targets at ``temperature``) or ``hard_ce`` (teacher argmax).
+        temperature: Softmax temperature of ``kl``.
+        depth: ``log_l1``, ``l1``, ``silog`` or ``berhu``.
+        normals: ``cosine``.
+    """
+    options = {SEMSEG: (semseg, {"temperature": temperature} if semseg == "kl" else {})}
+    options[DEPTH] = (depth, {})
+    options[NORMALS] = (normals, {})
+    return {task: build_loss(task, options[task][0], **options[task][1]) for task in tasks}
+
+
+def load_teachers(paths: Mapping[str, str]) -> dict[str, keras.Model]:
+    """Loads each task's teacher ``.keras`` file (a file shared by tasks loads once)."""
+    from ka_tf.evaluation import load_model_file
+
+    if not paths:
+        raise ConfigError(
+            "no teachers given: bind amalgamate.teachers = {'semseg': 'path.keras', ...}."
+        )
+    loaded: dict[str, keras.Model] = {}
+    teachers = {}
+    for task, path in paths.items():
+        if path not in loaded:
+            loaded[path] = load_model_file(path)
+        check_teacher(task, loaded[path], path)
+        teachers[task] = loaded[path]
+    return teachers
+
+
+class _State:
+    """Progress across phases, in ``amalgamation_state.json`` (written atomically)."""
+
+    def __init__(self, model_dir: str):
+        self.path = os.path.join(model_dir, STATE_FILE)
+        self.data: dict[str, Any] = {"blocks_done": [], "block_losses": {}, "wall_time_s": {}}
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as handle:
+                self.data = json.load(handle)
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def _coder_group(coders) -> Any:
+    class Group:
+        weights = [w for task_coders in coders.values() for c in task_coders for w in c.weights]
+
+    return Group()
+
+
+def _save_keras_atomically(model: keras.Model, path: str) -> None:
+    def write(tmp_path: str) -> None:
+        model.save(tmp_path + ".keras")
+        os.replace(tmp_path + ".keras", tmp_path)
+
+    atomic_write(path, write)
+
+
+@gin.configurable(denylist=["model_dir", "strategy"])
+def amalgamate(
+    model_dir: str,
+    strategy: tf.distribute.Strategy,
+    teachers: Mapping[str, str] = gin.REQUIRED,
+    train_data=gin.REQUIRED,
+    val_data=None,
+    test_data=None,
+    blockwise_steps: int = 100,
+    finetune_steps: int = 1000,
+    steps_per_epoch: int = 50,
+    val_batches: int = 8,
+    init_from: str = SEMSEG,
+    branch_points: Mapping[str, int] | None = None,
+    feature_weight: float = 0.0,
+    flip_average_targets: bool = True,
+    gate_scale: float = 2.0,
+    eval_max_batches: int | None = None,
+    num_panels: int = 4,
+) -> dict[str, Any]:
+    """Amalgamates the teachers into one student and writes it and its report.
+
+    Args:
+        model_dir: Run directory (checkpoints, logs, ``student.keras``, reports).
+        strategy: The distribution strategy to build and train under.
+        teachers: Task → teacher ``.keras`` path.
+        train_data: Zero-argument factory of the infinite, batched, images-only
+            training dataset (a gin-bound ``make_dataset``).
+        val_data: Factory of a batched images-only dataset for the per-block losses.
+        test_data: Factory of a batched *labelled* dataset for the final metrics.
+        blockwise_steps: Steps of block-wise training at each candidate block.
+        finetune_steps: Steps of end-to-end fine-tuning.
+        steps_per_epoch: Steps between checkpoints (and progress-bar epochs).
+        val_batches: Batches of ``val_data`` for each block loss.
+        init_from: ``scratch`` or the task whose teacher initialises the student.
+        branch_points: Fixed task → candidate; skips the choice (and needs no
+            block-wise phase when ``blockwise_steps`` is 0).
+        feature_weight: Weight of the feature-level term in the block-wise phase.
+        flip_average_targets: Teacher targets averaged over image and mirror.
+        gate_scale: Channel-coding gate scale (2: identity at init; 1: plain sigmoid).
+        eval_max_batches: Cap on test batches (None: the whole split).
+        num_panels: Test images drawn as PNG panels.
+
+    Returns:
+        The report dict (also written as ``amalgamation_report.json``/``.md``).
+    """
+    state = _State(model_dir)
+    log_dir = os.path.join(model_dir, "logs")
+    with strategy.scope():
+        teacher_models = load_teachers(teachers)
+    tasks = tuple(teacher_models)
+    train_ds = train_data()
+    sample = next(iter(train_ds.take(1)))[IMAGE][:2]
+
+    def compiled(amalgamator: Amalgamator, steps: int, scope: str) -> Amalgamator:
+        with gin.config_scope(scope):
+            optimizer = build_optimizer(total_steps=steps)
+        amalgamator.compile(optimizer=optimizer)
+        amalgamator.prepare(sample)
+        return amalgamator
+
+    with strategy.scope():
+        losses = distillation_losses(tasks)
+        blockwise = build_blockwise_student(teacher_models, init_from, gate_scale)
+        coders = build_coders(blockwise.candidate_channels(), tasks, gate_scale)
+    groups = {"student": blockwise, "coders": _coder_group(coders)}
+    blocks = range(len(BRANCH_CANDIDATES)) if blockwise_steps > 0 else []
+    previous_checkpoint = None
+    for block in blocks:
+        directory = os.path.join(model_dir, "checkpoints", f"blockwise_b{block}")
+        with strategy.scope():
+            amalgamator = compiled(
+                Amalgamator(
+                    blockwise,
+                    teacher_models,
+                    losses,
+                    mode="blockwise",
+                    block=block,
+                    coders=coders,
+                    feature_weight=feature_weight,
+                    flip_average_targets=flip_average_targets,
+                ),
+                blockwise_steps,
+                "blockwise",
+            )
+        checkpoint = TrainingCheckpoint(directory, groups, amalgamator.optimizer)
+        if checkpoint.latest() is None and previous_checkpoint is not None:
+            TrainingCheckpoint(directory, groups).restore(previous_checkpoint)
+        if block not in state.data["blocks_done"]:
+            print(
+                f"\n== Block-wise training at block {block} ({BRANCH_CANDIDATES[block]}) ==",
+                flush=True,
+            )
+            started = time.time()
+            run_phase(
+                amalgamator,
+                train_ds,
+                name=f"blockwise_b{block}",
+                total_steps=blockwise_steps,
+                steps_per_epoch=min(steps_per_epoch, blockwise_steps),
+                checkpoint=checkpoint,
+                log_dir=log_dir,
+            )
+            if val_data is not None:
+                scores = amalgamator.evaluate(
+                    val_data(), steps=val_batches, return_dict=True, verbose=0
+                )
+                for task in tasks:
+                    state.data["block_losses"].setdefault(task, [None] * len(BRANCH_CANDIDATES))
+                    state.data["block_losses"][task][block] = float(scores[f"{task}_projection"])
+            state.data["blocks_done"].append(block)
+            state.data["wall_time_s"][f"blockwise_b{block}"] = time.time() - started
+            state.save()
+        else:
+            checkpoint.restore_latest()
+        previous_checkpoint = checkpoint.latest()
+
+    if branch_points is None:
+        if not state.data["block_losses"]:
+            raise ConfigError(
+                "no branch points: bind amalgamate.branch_points, or run the block-wise phase "
+                "(blockwise_steps > 0) with val_data to measure where to branch."
+            )
+        branch_points = choose_branch_points(state.data["block_losses"])
+    branch_points = {task: int(branch_points[task]) for task in tasks}
+    state.data["branch_points"] = branch_points
+    state.save()
+    logging.info("Branch points: %s", branch_points)
+
+    with strategy.scope():
+        student = assemble_student(blockwise, coders, teacher_models, branch_points)
+        finetuner = compiled(
+            Amalgamator(student, teacher_models, losses, flip_average_targets=flip_average_targets),
+            finetune_steps,
+            "finetune",
+        )
+    if finetune_steps > 0:
+        print(f"\n== Fine-tuning the student (branch points {branch_points}) ==", flush=True)
+        started = time.time()
+        checkpoint = TrainingCheckpoint(
+            os.path.join(model_dir, "checkpoints", "finetune"),
+            {"student": student},
+            finetuner.optimizer,
+        )
+        run_phase(
+            finetuner,
+            train_ds,
+            name="finetune",
+            total_steps=finetune_steps,
+            steps_per_epoch=min(steps_per_epoch, finetune_steps),
+            checkpoint=checkpoint,
+            log_dir=log_dir,
+        )
+        state.data["wall_time_s"].setdefault("finetune", time.time() - started)
+        state.save()
+    _save_keras_atomically(student, os.path.join(model_dir, STUDENT_FILE))
+
+    report: dict[str, Any] = {
+        "tasks": list(tasks),
+        "teachers": dict(teachers),
+        "branch_points": branch_points,
+        "block_losses": state.data["block_losses"],
+        "params": {
+            "student": int(student.count_params()),
+            "teachers": {task: int(teacher_models[task].count_params()) for task in tasks},
+        },
+        "wall_time_s": state.data["wall_time_s"],
+        "metrics": {},
+    }
+    if test_data is not None:
+        report.update(
+            _evaluate(student, teacher_models, test_data, eval_max_batches, model_dir, num_panels)
+        )
+    write_report(model_dir, report)
+    print("\n" + console_summary(report), flush=True)
+    return report
+
+
+def _evaluate(student, teachers, test_data, max_batches, model_dir, num_panels) -> dict[str, Any]:
+    """Test metrics of the student and each teacher, Δm, and PNG panels."""
+    from ka_tf.evaluation import evaluate_model, predict_dense
+    from ka_tf.metrics import relative_change
+
+    dataset = test_data()
+    element = dataset.element_spec
+    labelled = [task for task in student.tasks if task in element]
+    if not labelled:
+        logging.info("Test split has no labels for %s: metrics skipped.", student.tasks)
+        return {}
+    rows = {"student": evaluate_model(student, dataset, tasks=labelled, max_batches=max_batches)}
+    teacher_scores = {}
+    for task in labelled:
+        scores = evaluate_model(teachers[task], dataset, tasks=[task], max_batches=max_batches)
+        rows[f"teacher/{task}"] = scores
+        teacher_scores.update(scores)
+    result: dict[str, Any] = {"metrics": {"test": rows}}
+    result["relative_change"] = relative_change(rows["student"], teacher_scores)
+    batch = next(iter(dataset.take(1)))
+    images = batch[IMAGE][:num_panels]
+    student_out = predict_dense(student, images)
+    teacher_out = {task: predict_dense(teachers[task], images)[task] for task in labelled}
+    palette, names = _palette_for(student)
+    os.makedirs(os.path.join(model_dir, "panels"), exist_ok=True)
+    for i in range(int(images.shape[0])):
+        panel = prediction_panel(
+            np.asarray(images[i]),
+            {
+                "teacher": {task: teacher_out[task][i] for task in labelled},
+                "student": {task: student_out[task][i] for task in labelled},
+                "truth": {task: np.asarray(batch[task][i]) for task in labelled},
+            },
+            palette,
+            names,
+        )
+        from ka_tf.visualize import save_png
+
+        save_png(os.path.join(model_dir, "panels", f"test_{i:02d}.png"), panel)
+    return result
+
+
+def _palette_for(model) -> tuple[Any, Any]:
+    from ka_tf import constants, visualize
+
+    classes = getattr(model, "num_classes", None) or 0
+    if classes == len(constants.CITYSCAPES_CLASSES):
+        return constants.CITYSCAPES_PALETTE, constants.CITYSCAPES_CLASSES
+    if classes == len(constants.NYU13_CLASSES):
+        return constants.NYU13_PALETTE, constants.NYU13_CLASSES
+    return visualize.default_palette(max(classes, 1)), None

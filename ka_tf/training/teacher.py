@@ -1,0 +1,161 @@
+"""Supervised training of a single-task SegNet teacher (when no pre-trained one exists)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+import gin
+from ka_tf.constants import IMAGE
+from ka_tf.io_utils import atomic_write, atomic_write_json
+from ka_tf.losses import build_loss
+from ka_tf.models import SegNet
+from ka_tf.models.arch import DEFAULT_CHANNELS
+from ka_tf.optim import build_optimizer
+from ka_tf.training.checkpoint import TrainingCheckpoint
+from ka_tf.training.phase import run_phase
+
+TEACHER_FILE = "teacher.keras"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+@gin.configurable
+def build_teacher(
+    task: str,
+    num_classes: int | None = None,
+    arch: str = "vgg16",
+    batch_norm: bool = True,
+    channels: Sequence[int] = DEFAULT_CHANNELS,
+    width_multiplier: float = 1.0,
+    depth_activation: str = "exp",
+    synchronized_bn: bool = False,
+) -> SegNet:
+    """A fresh SegNet teacher (see :class:`~ka_tf.models.SegNet` for the arguments)."""
+    return SegNet(
+        task,
+        num_classes=num_classes,
+        arch=arch,
+        batch_norm=batch_norm,
+        channels=channels,
+        width_multiplier=width_multiplier,
+        depth_activation=depth_activation,
+        synchronized_bn=synchronized_bn,
+    )
+
+
+def supervised_pairs(dataset: tf.data.Dataset, task: str) -> tf.data.Dataset:
+    """Maps dict batches to ``(float32 images, {task: target})`` for ``Model.fit``."""
+    return dataset.map(
+        lambda batch: (tf.cast(batch[IMAGE], tf.float32), {task: batch[task]}),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Writes the weights with the lowest ``val_loss`` so far (atomically)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.record_path = path + ".json"
+        self.best = float("inf")
+        if os.path.exists(self.record_path):
+            with open(self.record_path, encoding="utf-8") as handle:
+                self.best = float(json.load(handle)["val_loss"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_loss")
+        if value is None or not value < self.best:
+            return
+        self.best = float(value)
+
+        def write(tmp_path: str) -> None:
+            self.model.save_weights(tmp_path + ".weights.h5")
+            os.replace(tmp_path + ".weights.h5", tmp_path)
+
+        atomic_write(self.path, write)
+        atomic_write_json(self.record_path, {"val_loss": self.best, "epoch": epoch + 1})
+
+
+@gin.configurable(denylist=["model_dir", "strategy"])
+def train_teacher(
+    model_dir: str,
+    strategy: tf.distribute.Strategy,
+    task: str = gin.REQUIRED,
+    train_data: Callable[[], tf.data.Dataset] = gin.REQUIRED,
+    val_data: Callable[[], tf.data.Dataset] | None = None,
+    test_data: Callable[[], tf.data.Dataset] | None = None,
+    loss: str = "ce",
+    steps: int = 500,
+    steps_per_epoch: int = 50,
+    val_batches: int | None = None,
+    eval_max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Trains a teacher on labelled data, keeps the best on val, saves ``teacher.keras``.
+
+    Args:
+        model_dir: Run directory (checkpoints, logs, best weights, ``teacher.keras``).
+        strategy: Distribution strategy.
+        task: ``semseg``, ``depth`` or ``normals``.
+        train_data: Factory of the infinite, batched, labelled training dataset.
+        val_data: Factory of the labelled validation dataset (selects the best epoch).
+        test_data: Factory of the labelled test dataset (metrics in the report).
+        loss: Loss name for the task (see :func:`ka_tf.losses.build_loss`).
+        steps: Optimizer steps.
+        steps_per_epoch: Steps between checkpoints and validations.
+        val_batches: Validation batches per epoch (None: the whole split).
+        eval_max_batches: Cap on test batches.
+
+    Returns:
+        ``{"task", "params", "best_val_loss", "metrics": {"test": {...}}, "wall_time_s"}``.
+    """
+    started = time.time()
+    with strategy.scope():
+        teacher = build_teacher(task)
+        teacher.compile(
+            optimizer=build_optimizer(total_steps=steps), loss={task: build_loss(task, loss)}
+        )
+        train = supervised_pairs(train_data(), task)
+        teacher.optimizer.build(teacher.trainable_variables)
+    validation = supervised_pairs(val_data(), task) if val_data else None
+    best_path = os.path.join(model_dir, BEST_WEIGHTS)
+    callbacks = [KeepBest(best_path)] if validation is not None else []
+    run_phase(
+        teacher,
+        train,
+        name=f"teacher_{task}",
+        total_steps=steps,
+        steps_per_epoch=min(steps_per_epoch, steps),
+        checkpoint=TrainingCheckpoint(
+            os.path.join(model_dir, "checkpoints"), {"teacher": teacher}, teacher.optimizer
+        ),
+        log_dir=os.path.join(model_dir, "logs"),
+        validation_data=validation,
+        validation_steps=val_batches,
+        callbacks=callbacks,
+    )
+    report: dict[str, Any] = {"task": task, "params": int(teacher.count_params())}
+    if os.path.exists(best_path):
+        teacher.load_weights(best_path)
+        report["best_val_loss"] = callbacks[0].best
+
+    def write(tmp_path: str) -> None:
+        teacher.save(tmp_path + ".keras")
+        os.replace(tmp_path + ".keras", tmp_path)
+
+    atomic_write(os.path.join(model_dir, TEACHER_FILE), write)
+    if test_data is not None:
+        from ka_tf.evaluation import evaluate_model
+
+        report["metrics"] = {
+            "test": evaluate_model(teacher, test_data(), tasks=[task], max_batches=eval_max_batches)
+        }
+    report["wall_time_s"] = time.time() - started
+    atomic_write_json(os.path.join(model_dir, "teacher_report.json"), report)
+    return report

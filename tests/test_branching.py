@@ -1,0 +1,24 @@
+"""The branch-point rule: deepest block within tolerance of the best, decoder-only by default."""
+
+import pytest
+
+from ka_tf.amalgamation.branching import choose_branch_points
+from ka_tf.errors import ConfigError
+
+
+def test_deepest_within_tolerance():
+    losses = {"semseg": [0.10, 0.10, 0.104, 0.109, 0.20], "depth": [0.05, 0.30, 0.31, 0.40, 0.50]}
+    assert choose_branch_points(losses, tolerance=0.1) == {"semseg": 3, "depth": 2}
+
+
+def test_min_index_excludes_encoder_and_zero_tolerance_picks_best():
+    losses = {"depth": [0.01, 0.2, 0.1, 0.3, 0.4]}
+    assert choose_branch_points(losses, tolerance=0.0, min_index=1) == {"depth": 2}
+    assert choose_branch_points(losses, tolerance=0.0, min_index=0) == {"depth": 0}
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="min_index=5"):
+        choose_branch_points({"depth": [1] * 5}, min_index=5)
+    with pytest.raises(ConfigError, match="expected 5 block losses"):
+        choose_branch_points({"depth": [1, 2]})

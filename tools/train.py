@@ -1,0 +1,38 @@
+"""Amalgamates frozen teachers into one multi-task student — the main ka_tf job.
+
+Usage:
+    python tools/train.py --gin_file=gin/demo.gin --model_dir=runs/demo
+    python tools/train.py --gin_file=gin/cityscapes.gin --model_dir=runs/cs \
+        --gin_bindings="DATA_DIR = '/data/cityscapes'" --strategy=mirrored
+
+Phases (each resumable from checkpoints in --model_dir): block-wise training with
+the student's features projected through every teacher's decoder, branch-out at
+the chosen blocks, end-to-end fine-tuning. Writes checkpoints/, logs/
+(TensorBoard), config.gin, operative_config.gin, student.keras,
+amalgamation_report.json and .md, and panels/*.png (test predictions).
+Common gin macros: TRAIN_STEPS, BATCH_SIZE, IMAGE_SIZE, DATA_DIR, TEACHERS.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from ka_tf import cli, config
+from ka_tf.training.launch import define_training_flags, set_up_run
+
+define_training_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    strategy = set_up_run(FLAGS)
+    from ka_tf.amalgamation.run import amalgamate
+
+    amalgamate(FLAGS.model_dir, strategy)
+    config.write_config(FLAGS.model_dir, operative=True)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,38 @@
+"""Trains a single-task SegNet teacher on labelled data.
+
+Usage:
+    python tools/train_teacher.py --gin_file=gin/teachers/synth_street_semseg.gin \
+        --model_dir=runs/teacher_semseg
+
+Writes to --model_dir: checkpoints/ (resumable), logs/ (TensorBoard), config.gin,
+best.weights.h5 (lowest validation loss), teacher.keras (the best teacher) and
+teacher_report.json (test metrics). Everything else is bound in the gin file:
+`train_teacher.task`, `.loss`, `.steps`, the datasets and `build_teacher.*`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import flags
+
+from ka_tf import cli, config
+from ka_tf.training.launch import define_training_flags, set_up_run
+
+define_training_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    strategy = set_up_run(FLAGS)
+    from ka_tf.training.teacher import train_teacher
+
+    report = train_teacher(FLAGS.model_dir, strategy)
+    config.write_config(FLAGS.model_dir, operative=True)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
