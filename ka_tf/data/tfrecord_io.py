@@ -298,13 +298,15 @@ def load_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(4, len(files)),
-        num_parallel_calls=tf.data.AUTOTUNE if shuffle else None,
-        deterministic=not shuffle,
-    )
     if shuffle:
+        dataset = dataset.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(4, len(files)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         dataset = dataset.shuffle(min(1024, spec["num_records"]), seed=seed)
+    else:  # records in written order
+        dataset = dataset.flat_map(tf.data.TFRecordDataset)
     dataset = dataset.map(_decoder(features), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.apply(tf.data.experimental.assert_cardinality(spec["num_records"]))

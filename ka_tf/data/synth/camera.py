@@ -31,12 +31,23 @@ def focal_length_px(height: int, fov_deg: float) -> float:
     return 0.5 * height / math.tan(math.radians(fov_deg) / 2)
 
 
+def intrinsics(height: int, width: int, fov_deg: float) -> tuple[float, float, float]:
+    """(focal, cx, cy) in pixels of pybullet TinyRenderer images, 0-indexed pixels.
+
+    Measured against rendered planes of known pose (see tests): pixel ``(u, v)``
+    sees the ray through ``((u - cx) / f, (v - cy) / f, 1)`` with ``cx = W / 2`` and
+    ``cy = H / 2 - 1`` — the renderer samples at integer pixel positions and its
+    rows are shifted by one.
+    """
+    return focal_length_px(height, fov_deg), width / 2, height / 2 - 1.0
+
+
 def backproject(depth: np.ndarray, fov_deg: float) -> np.ndarray:
-    """3-D points [H, W, 3] in the camera frame of every pixel (square pixels)."""
+    """3-D points [H, W, 3] in the camera frame of every pixel (see :func:`intrinsics`)."""
     height, width = depth.shape
-    focal = focal_length_px(height, fov_deg)
-    u = (np.arange(width) + 0.5 - width / 2) / focal
-    v = (np.arange(height) + 0.5 - height / 2) / focal
+    focal, cx, cy = intrinsics(height, width, fov_deg)
+    u = (np.arange(width) - cx) / focal
+    v = (np.arange(height) - cy) / focal
     return np.stack(
         [u[None, :] * depth, v[:, None] * depth, depth],
         axis=-1,

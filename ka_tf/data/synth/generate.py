@@ -96,7 +96,8 @@ def render_frame(
     return _renderer.render(layout, height, width, rng)
 
 
-def _render_task(args: tuple) -> dict[str, np.ndarray]:
+def render_task(args: tuple) -> dict[str, np.ndarray]:
+    """:func:`render_frame` on one argument tuple (what worker pools map over)."""
     return render_frame(*args)
 
 
@@ -114,11 +115,11 @@ def iter_frames(
     tasks = [(scene, split, seed, i, height, width, config) for i in range(num_frames)]
     if workers <= 1:
         for task in tasks:
-            yield _render_task(task)
+            yield render_task(task)
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes=workers) as pool:
-        yield from pool.imap(_render_task, tasks, chunksize=4)
+        yield from pool.imap(render_task, tasks, chunksize=4)
 
 
 def spec_metadata(

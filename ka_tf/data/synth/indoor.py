@@ -145,6 +145,8 @@ class _Room:
         """A random spot on the far or a side wall: (center xyz, yaw, wall) or None."""
         rng = self.rng
         wall = int(rng.integers(0, 3))
+        if z_range[0] > z_range[1]:  # does not fit under this ceiling
+            return None
         z = draw(rng, z_range)
         if wall == 0:
             if self.width < width + 0.4:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ka_tf.data.synth.camera import focal_length_px
+from ka_tf.data.synth.camera import intrinsics
 
 
 def _cloud_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -42,8 +42,8 @@ def sky_image(
     The gradient follows each row's elevation angle, so the horizon sits where the
     camera pitch puts it.
     """
-    focal = focal_length_px(height, fov_deg)
-    rows = np.arange(height) + 0.5 - height / 2
+    focal, _, cy = intrinsics(height, width, fov_deg)
+    rows = np.arange(height) - cy
     elevation = math.radians(pitch_deg) - np.arctan(rows / focal)
     t = np.clip(np.sin(np.clip(elevation, 0.0, None)) * 2.0, 0.0, 1.0) ** 0.7
     gradient = (

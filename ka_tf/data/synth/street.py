@@ -128,10 +128,6 @@ class _Street:
                 C["sidewalk"],
                 paving,
             )
-            # Ground behind the building line (visible in gaps): grass or gravel.
-            back = m.textured(m.choice(("grass", "gravel")), tile_m=(4.0, 4.0))
-            x = self.side_x(side, self.front[side] + 30)
-            b.box((x, cy, 0.0), (30, half_len, 0.05), C["terrain"], back)
         if rng.random() < 0.5:  # the street ends in a cross row of buildings
             y = LENGTH_M + draw(rng, (5.0, 30.0))
             for x0 in np.arange(-60.0, 60.0, 15.0):
@@ -145,12 +141,20 @@ class _Street:
         walls, fences, hedges = (
             draw_count(rng, self.config, k) for k in ("wall", "fence", "hedge")
         )
+        self.back_ground = m.textured(m.choice(("grass", "gravel")), tile_m=(4.0, 4.0))
         for side in range(2):
             y = -12.0
             while y < LENGTH_M:
                 width = draw(rng, (6.0, 24.0))
                 setback = draw(rng, (0.0, 2.5)) if rng.random() < 0.4 else 0.0
-                if rng.random() < 0.15:  # a gap: leave terrain, maybe trees behind
+                if rng.random() < 0.15:  # a gap: open ground (terrain), maybe a tree
+                    x = self.side_x(side, self.front[side] + 15.0)
+                    b.box(
+                        (x, y + width / 2, 0.0),
+                        (15.0, width / 2, 0.05),
+                        C["terrain"],
+                        self.back_ground,
+                    )
                     if rng.random() < 0.6:
                         self.tree(side, y + width / 2, draw(rng, (3.0, 12.0)))
                     y += width
