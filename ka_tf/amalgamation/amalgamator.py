@@ -232,6 +232,8 @@ class Amalgamator(keras.Model):
 
     @staticmethod
     def _images(data):
+        if isinstance(data, (tuple, list)):
+            data = keras.utils.unpack_x_y_sample_weight(data)[0]
         images = data[IMAGE] if isinstance(data, Mapping) else data
         return ops.cast(images, "float32")
 

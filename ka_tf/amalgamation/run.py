@@ -128,6 +128,7 @@ def amalgamate(
     feature_weight: float = 0.0,
     flip_average_targets: bool = True,
     gate_scale: float = 2.0,
+    synchronized_bn: bool = False,
     eval_max_batches: int | None = None,
     num_panels: int = 4,
 ) -> dict[str, Any]:
@@ -151,6 +152,7 @@ def amalgamate(
         feature_weight: Weight of the feature-level term in the block-wise phase.
         flip_average_targets: Teacher targets averaged over image and mirror.
         gate_scale: Channel-coding gate scale (2: identity at init; 1: plain sigmoid).
+        synchronized_bn: Synchronise the student's BatchNorm across replicas.
         eval_max_batches: Cap on test batches (None: the whole split).
         num_panels: Test images drawn as PNG panels.
 
@@ -174,7 +176,7 @@ def amalgamate(
 
     with strategy.scope():
         losses = distillation_losses(tasks)
-        blockwise = build_blockwise_student(teacher_models, init_from, gate_scale)
+        blockwise = build_blockwise_student(teacher_models, init_from, gate_scale, synchronized_bn)
         coders = build_coders(blockwise.candidate_channels(), tasks, gate_scale)
     groups = {"student": blockwise, "coders": _coder_group(coders)}
     blocks = range(len(BRANCH_CANDIDATES)) if blockwise_steps > 0 else []

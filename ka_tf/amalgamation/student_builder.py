@@ -68,7 +68,10 @@ def _depth_activation(teachers: Mapping[str, keras.Model]) -> str:
 
 
 def build_blockwise_student(
-    teachers: Mapping[str, keras.Model], init_from: str = SEMSEG, gate_scale: float = 2.0
+    teachers: Mapping[str, keras.Model],
+    init_from: str = SEMSEG,
+    gate_scale: float = 2.0,
+    synchronized_bn: bool = False,
 ) -> TargetNet:
     """A fully shared student (trunk through up2) for the block-wise phase.
 
@@ -77,6 +80,8 @@ def build_blockwise_student(
         init_from: ``"scratch"`` or the task whose teacher's encoder and decoder blocks
             (up5..up2) initialise the student.
         gate_scale: Passed to the student's channel-coding gates.
+        synchronized_bn: Synchronise the student's BatchNorm statistics across replicas
+            (without it, each replica normalises by its own share of the batch).
     """
     tasks = tuple(teachers)
     if init_from not in (*INIT_CHOICES, *tasks):
@@ -91,6 +96,7 @@ def build_blockwise_student(
         branch_points={task: last for task in tasks},
         depth_activation=_depth_activation(teachers),
         gate_scale=gate_scale,
+        synchronized_bn=synchronized_bn,
         **teacher_arch(teachers),
     )
     if init_from != "scratch":
@@ -121,6 +127,7 @@ def assemble_student(
         branch_points=dict(branch_points),
         depth_activation=blockwise.depth_activation,
         gate_scale=blockwise.gate_scale,
+        synchronized_bn=blockwise.synchronized_bn,
         **{key: getattr(blockwise, key) for key in SHARED_ARCH_KEYS},
     )
     for mine, theirs in zip(student.encoder_blocks, blockwise.encoder_blocks, strict=True):
@@ -129,7 +136,8 @@ def assemble_student(
         _copy(mine, theirs)
     for task in tasks:
         point = student.branch_points[task]
-        _copy(student.coders[task], coders[task][point])
+        if coders[task][point].built:  # untrained gates (no block-wise phase) stay identity
+            _copy(student.coders[task], coders[task][point])
         for offset, block in enumerate(student.branches[task]):
             _copy(block, _teacher_step(teachers[task], task, point + offset))
         _copy(student.heads[task], teachers[task].heads[task])
