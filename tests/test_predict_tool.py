@@ -1,0 +1,112 @@
+"""tools/predict.py: panels and raw outputs for images of any size, any runtime."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from ka_tf.export.exporter import convert_tflite
+from ka_tf.export.runtimes import KerasRunner, load_runner, resize_images, resize_outputs
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_tool
+from tests.test_export import NUM_CLASSES, labelled_arrays, tiny_student
+
+SIZES = {"small.png": (40, 50), "sub/wide.jpg": (70, 150)}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny 3-task student as .keras and .tflite, and two images of other sizes."""
+    directory = tmp_path_factory.mktemp("predict_tool")
+    model = tiny_student(seed=2)
+    model.save(directory / "student.keras")
+    (directory / "student.tflite").write_bytes(convert_tflite(KerasRunner(model).module, "none"))
+    images = directory / "images"
+    source = labelled_arrays(2, seed=3)["image"]
+    for (name, (height, width)), image in zip(SIZES.items(), source, strict=True):
+        os.makedirs(images / os.path.dirname(name), exist_ok=True)
+        Image.fromarray(image).resize((width, height)).save(images / name)
+    keras.backend.clear_session()
+    return directory
+
+
+@pytest.mark.parametrize("model_file", ["student.tflite", "student.keras"])
+def test_panels_and_outputs_at_image_size(files, tmp_path, model_file):
+    out_dir = tmp_path / "pred"
+    result = run_tool(
+        "tools/predict.py",
+        f"--model={files / model_file}",
+        f"--input={files / 'images'}",
+        f"--out_dir={out_dir}",
+        "--noprogress",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runner = load_runner(str(files / model_file))
+    for name, (height, width) in SIZES.items():
+        stem = out_dir / os.path.splitext(name)[0]
+        panel = np.asarray(Image.open(f"{stem}_panel.png"))
+        assert panel.shape[0] > height and panel.shape[1] > 4 * width  # 4 columns + legend
+        semseg = np.load(f"{stem}_semseg.npy")
+        assert semseg.shape == (height, width) and semseg.dtype == np.int32
+        assert semseg.min() >= 0 and semseg.max() < NUM_CLASSES
+        assert np.load(f"{stem}_semseg_probs.npy").shape == (height, width, NUM_CLASSES)
+        depth = np.load(f"{stem}_depth.npy")
+        assert depth.shape == (height, width) and np.all(depth > 0)
+        normals = np.load(f"{stem}_normals.npy")
+        np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-3)
+        # The same numbers as the runtime on the resized image, resized back.
+        image = np.asarray(Image.open(files / "images" / name).convert("RGB"))
+        expected = resize_outputs(
+            runner(resize_images(image[None], runner.image_size)), image.shape[:2]
+        )
+        np.testing.assert_array_equal(semseg, expected["semseg"][0])
+        np.testing.assert_allclose(depth, expected["depth"][0], rtol=1e-5)
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "predict_tool", os.path.join(REPO_ROOT, "tools", "predict.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_class_names_from_flag_or_count():
+    from ka_tf.constants import CITYSCAPES_CLASSES, NYU13_CLASSES
+    from ka_tf.errors import ConfigError
+
+    tool = _load_tool()
+    assert tool.class_names_and_palette("auto", 19)[0] == list(CITYSCAPES_CLASSES)
+    assert tool.class_names_and_palette("auto", 13)[0] == list(NYU13_CLASSES)
+    names, palette = tool.class_names_and_palette("auto", 5)
+    assert names == [f"class {i}" for i in range(5)] and np.asarray(palette).shape == (5, 3)
+    with pytest.raises(ConfigError, match="cityscapes has 19 classes but the model predicts 5"):
+        tool.class_names_and_palette("cityscapes", 5)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (
+            ["--model={files}/student.tflite", "--input={files}/none"],
+            ["--input=", "does not exist"],
+        ),
+        (["--model={files}/student.txt", "--input={files}/images"], ["does not exist"]),
+        (["--model={files}/images/small.png", "--input={files}/images"], ["unknown kind", ".png"]),
+        (["--model={files}/images", "--input={files}/images"], ["without a SavedModel"]),
+        (
+            ["--model={files}/student.tflite", "--input={files}/images", "--class_names=nyu13"],
+            ["--class_names=nyu13 has 13 classes"],
+        ),
+    ],
+)
+def test_bad_inputs(files, tmp_path, args, fragments):
+    result = run_tool(
+        "tools/predict.py", *[a.format(files=files) for a in args], f"--out_dir={tmp_path}/o"
+    )
+    assert_one_line_error(result, *fragments)
