@@ -14,12 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-import gin
 from ka_tf.amalgamation.amalgamator import Amalgamator, build_coders
 from ka_tf.amalgamation.branching import choose_branch_points
 from ka_tf.amalgamation.report import console_summary, prediction_panel, write_report
@@ -309,7 +309,11 @@ def _evaluate(student, teachers, test_data, max_batches, model_dir, num_panels) 
         rows[f"teacher/{task}"] = scores
         teacher_scores.update(scores)
     result: dict[str, Any] = {"metrics": {"test": rows}}
-    result["relative_change"] = relative_change(rows["student"], teacher_scores)
+    # A relative change is undefined where the teacher scores exactly 0 (e.g. δ1 of an
+    # untrained teacher): such metrics are listed, not silently dropped.
+    comparable = {k: v for k, v in teacher_scores.items() if v != 0 and np.isfinite(v)}
+    result["relative_change"] = relative_change(rows["student"], comparable)
+    result["relative_change_excluded"] = sorted(set(teacher_scores) - set(comparable))
     batch = next(iter(dataset.take(1)))
     images = batch[IMAGE][:num_panels]
     student_out = predict_dense(student, images)

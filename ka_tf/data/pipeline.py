@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import gin
 import tensorflow as tf
 
-import gin
 from ka_tf.constants import DEPTH, IGNORE_LABEL, IMAGE, NORMALS, SEMSEG
 from ka_tf.errors import ConfigError
 
@@ -172,6 +172,7 @@ def make_dataset(
         ConfigError: on a non-positive batch size or shuffle buffer.
     """
     from ka_tf.data import load
+    from ka_tf.data.registry import accepts_option
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1. Received: batch_size={batch_size}.")
@@ -180,8 +181,8 @@ def make_dataset(
             f"shuffle_buffer must be >= 1. Received: shuffle_buffer={shuffle_buffer}."
         )
     options = dict(load_options or {})
-    if images_only:
-        options["images_only"] = True
+    if images_only and accepts_option(name, "images_only"):
+        options["images_only"] = True  # labels are not even read
     dataset = load(name, data_dir=data_dir, split=split, **options)
     if images_only:
         dataset = images_only_view(dataset)

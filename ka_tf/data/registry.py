@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gin
+
 from ka_tf.errors import ConfigError
 
 # Dataset name -> "module:function". Modules register by being listed here.
@@ -47,6 +48,13 @@ def _resolve(name: str) -> Callable[..., Any]:
         )
     module_name, function_name = _LOADERS[name].split(":")
     return getattr(importlib.import_module(module_name), function_name)
+
+
+def accepts_option(name: str, option: str) -> bool:
+    """Whether dataset ``name``'s loader takes ``option`` (e.g. ``images_only``)."""
+    import inspect
+
+    return option in inspect.signature(_resolve(name)).parameters
 
 
 @gin.configurable
