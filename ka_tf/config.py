@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import gin
 from absl import flags, logging
 
-import gin
 from ka_tf.errors import ConfigError
 
 OPERATIVE_CONFIG_NAME = "operative_config.gin"

@@ -15,11 +15,11 @@ import json
 import os
 from collections.abc import Callable
 
+import gin
 import keras
 import tensorflow as tf
 from absl import logging
 
-import gin
 from ka_tf.errors import ConfigError
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")

@@ -7,9 +7,9 @@ Keras optimizers and schedules are registered as gin external configurables
 
 from __future__ import annotations
 
+import gin
 import keras
 
-import gin
 from ka_tf.errors import ConfigError
 
 for _name in ("SGD", "Adam", "AdamW", "Lion", "Lamb", "RMSprop", "Nadam"):

@@ -31,9 +31,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _reset_global_state():
     """Each test starts with float32, a fresh gin config and a clean Keras session."""
-    import keras
-
     import gin
+    import keras
 
     gin.clear_config()
     keras.mixed_precision.set_global_policy("float32")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import gin
+
 from ka_tf.errors import ConfigError
 from ka_tf.models.arch import BRANCH_CANDIDATES
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 
 import gin
+
 from ka_tf.data.synth_dataset import default_cache_dir, ensure_generated
 
 DEFAULT_SPLITS = {"teacher": 600, "transfer": 600, "val": 100, "test": 100}

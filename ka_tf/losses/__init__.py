@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import gin
 import keras
 
-import gin
 from ka_tf.constants import DEPTH, NORMALS, SEMSEG
 from ka_tf.errors import ConfigError
 from ka_tf.losses.depth_losses import BerHu, DepthL1, ScaleInvariantLogLoss

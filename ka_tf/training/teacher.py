@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import gin
 import keras
 import tensorflow as tf
 
-import gin
 from ka_tf.constants import IMAGE
 from ka_tf.io_utils import atomic_write, atomic_write_json
 from ka_tf.losses import build_loss

@@ -128,6 +128,7 @@ def test_missing_and_wrong_files(tree, tmp_path):
 
 def test_gin_data_file_binds_load(tree):
     import gin
+
     from ka_tf import config
     from tests.helpers import REPO_ROOT
 

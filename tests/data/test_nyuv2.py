@@ -227,6 +227,7 @@ def test_npy_layout_errors(nyu_npy, tmp_path):
 
 def test_gin_data_file_binds_load(nyu_mat):
     import gin
+
     from ka_tf import config
     from tests.helpers import REPO_ROOT
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import gin
 from ka_tf.data import pipeline
 from ka_tf.data.synth_dataset import ensure_generated
 from ka_tf.errors import ConfigError

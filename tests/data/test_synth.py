@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 
+import gin
 import numpy as np
 import pytest
 
-import gin
 from ka_tf.constants import CITYSCAPES_CLASSES, IGNORE_LABEL, NYU13_CLASSES
 from ka_tf.data import load, tfrecord_io
 from ka_tf.data.synth import generate, seeds

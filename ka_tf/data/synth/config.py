@@ -23,6 +23,7 @@ import json
 from typing import Any
 
 import gin
+
 from ka_tf.errors import ConfigError
 
 SCENES = ("street", "indoor")
