@@ -52,7 +52,7 @@ class DenseTaskHead(keras.layers.Layer):
             return raw
         if self.task == NORMALS:
             squared_norm = ops.sum(ops.square(raw), axis=-1, keepdims=True)
-            return raw * ops.rsqrt(ops.maximum(squared_norm, 1e-24))
+            return raw * ops.rsqrt(ops.maximum(squared_norm, 1e-12))
         raw = raw[..., 0]
         if self.depth_activation == "exp":
             return ops.exp(ops.clip(raw, -_LOG_DEPTH_CLIP, _LOG_DEPTH_CLIP))
