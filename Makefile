@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all lint format clean venv
+.PHONY: demo test test-slow test-all lint format clean venv
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ demo: $(STAMP)
 # The default test suite (slow tests are marked and run by `make test-all`).
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Only the tests marked slow (CI runs them after `make test`).
+test-slow: $(STAMP)
+	$(PY) -m pytest -q --run-slow -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q --run-slow $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ under ``MirroredStrategy`` with two logical CPUs, and a ``mixed_bfloat16`` run.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -68,8 +69,13 @@ def run_fit(
     return history
 
 
+@functools.cache
 def two_device_strategy() -> tf.distribute.MirroredStrategy:
-    """MirroredStrategy over the two logical CPUs set up in conftest."""
+    """MirroredStrategy over the two logical CPUs set up in conftest.
+
+    One instance per test session: separate instances in one process can reuse
+    collective-op instance keys and then abort with a shape mismatch.
+    """
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2, f"expected 2 logical CPUs, got {devices}"
     return tf.distribute.MirroredStrategy(devices)

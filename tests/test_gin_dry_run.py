@@ -33,7 +33,6 @@ FAST = {
     "gin/teachers/cityscapes_depth.gin",
     "gin/teachers/nyuv2_semseg.gin",
     "gin/demo.gin",
-    "gin/cityscapes.gin",
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
@@ -64,17 +64,36 @@ def distillation_losses(
     return {task: build_loss(task, options[task][0], **options[task][1]) for task in tasks}
 
 
-def load_teachers(paths: Mapping[str, str]) -> dict[str, keras.Model]:
-    """Loads each task's teacher ``.keras`` file (a file shared by tasks loads once)."""
+def load_teachers(paths: Mapping[str, str] | Sequence[str]) -> dict[str, keras.Model]:
+    """Loads the teachers: ``{task: path}``, or a list of paths whose tasks are read
+    from the models (a finished student is a joint teacher for all its tasks).
+
+    A file named for several tasks loads once. Two files predicting the same task
+    in the list form are a conflict (name one per task with the dict form).
+    """
     from ka_tf.evaluation import load_model_file
 
     if not paths:
         raise ConfigError(
-            "no teachers given: bind amalgamate.teachers = {'semseg': 'path.keras', ...}."
+            "no teachers given: bind amalgamate.teachers = {'semseg': 'a.keras', ...} or a "
+            "list of .keras paths."
         )
     loaded: dict[str, keras.Model] = {}
+    if isinstance(paths, Mapping):
+        by_task = dict(paths)
+    else:
+        by_task = {}
+        for path in paths:
+            loaded[path] = load_model_file(path)
+            for task in getattr(loaded[path], "tasks", ()):
+                if task in by_task:
+                    raise ConfigError(
+                        f"task {task!r} is predicted by two teachers, {by_task[task]} and {path}; "
+                        f"pass amalgamate.teachers as a dict {{task: path}} to choose one."
+                    )
+                by_task[task] = path
     teachers = {}
-    for task, path in paths.items():
+    for task, path in by_task.items():
         if path not in loaded:
             loaded[path] = load_model_file(path)
         check_teacher(task, loaded[path], path)
@@ -137,7 +156,9 @@ def amalgamate(
     Args:
         model_dir: Run directory (checkpoints, logs, ``student.keras``, reports).
         strategy: The distribution strategy to build and train under.
-        teachers: Task → teacher ``.keras`` path.
+        teachers: Task → teacher ``.keras`` path, or a list of paths (tasks read from the
+            models; a finished student serves as a joint teacher for all its tasks —
+            the paper's offline/incremental option).
         train_data: Zero-argument factory of the infinite, batched, images-only
             training dataset (a gin-bound ``make_dataset``).
         val_data: Factory of a batched images-only dataset for the per-block losses.

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import keras
 
-from ka_tf.constants import SEMSEG
+from ka_tf.constants import NORMALS, SEMSEG
 from ka_tf.errors import ConfigError, ModelFileError
 from ka_tf.models import SegNet, TargetNet
 from ka_tf.models.arch import BRANCH_CANDIDATES
@@ -50,6 +50,12 @@ def check_teacher(task: str, teacher: keras.Model, path: str = "") -> None:
         raise ModelFileError(
             f"the teacher given for {task!r}{where} predicts {list(teacher.tasks)}, not {task!r}."
         )
+    channels = teacher.heads[task].channels
+    if task == NORMALS and channels != 3:
+        raise ModelFileError(
+            f"the 'normals' teacher{where} outputs {channels} channels; a normals teacher "
+            f"must output 3 (x, y, z)."
+        )
 
 
 def _copy(target: keras.layers.Layer, source: keras.layers.Layer) -> None:
@@ -57,9 +63,15 @@ def _copy(target: keras.layers.Layer, source: keras.layers.Layer) -> None:
 
 
 def _teacher_step(teacher: keras.Model, task: str, k: int) -> keras.layers.Layer:
+    """Decoder block ``k`` on ``task``'s path through ``teacher``.
+
+    For a joint teacher (a finished TargetNet) the path's own channel-coding gate at
+    its branch point is not a block and is not copied: a new branch starts with its
+    own gate only, and fine-tuning adapts the copied blocks.
+    """
     if isinstance(teacher, SegNet):
         return teacher.decoder_blocks[k]
-    return teacher._step(task, k)
+    return teacher.decoder_step(task, k)
 
 
 def _depth_activation(teachers: Mapping[str, keras.Model]) -> str:

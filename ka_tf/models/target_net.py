@@ -175,7 +175,7 @@ class TargetNet(keras.Model):
             )
         return features, switches
 
-    def _step(self, task: str, k: int):
+    def decoder_step(self, task: str, k: int):
         """The decoder block that maps candidate ``k`` to ``k + 1`` on ``task``'s path."""
         point = self.branch_points[task]
         return self.trunk_blocks[k] if k < point else self.branches[task][k - point]
@@ -194,7 +194,7 @@ class TargetNet(keras.Model):
         for k in range(start, len(arch_lib.BRANCH_CANDIDATES)):
             if k == self.branch_points[task]:
                 x = self.coders[task](x)
-            x = self._step(task, k)([x, switches_for(k, switches)], training=training)
+            x = self.decoder_step(task, k)([x, switches_for(k, switches)], training=training)
         return self.heads[task](x)
 
     def forward_intermediates(self, images, training: bool = False) -> dict:
@@ -212,7 +212,7 @@ class TargetNet(keras.Model):
             path = list(trunk[: point + 1])
             y = self.coders[task](path[-1])
             for k in range(point, len(arch_lib.BRANCH_CANDIDATES)):
-                y = self._step(task, k)([y, switches_for(k, switches)], training=training)
+                y = self.decoder_step(task, k)([y, switches_for(k, switches)], training=training)
                 if k + 1 < len(arch_lib.BRANCH_CANDIDATES):
                     path.append(y)
             candidates[task] = path

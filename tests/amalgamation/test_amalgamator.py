@@ -109,6 +109,7 @@ def test_labels_never_influence_training():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # ~1 minute: two graph traces under MirroredStrategy
 def test_mirrored_two_replicas_match_one_device():
     """Same data, same initial weights: 1 and 2 replicas give the same losses and update.
 

@@ -1,0 +1,127 @@
+"""tools/train.py end to end: the report a user reads, and one-line errors for bad input."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from ka_tf.models import SegNet
+from tests.helpers import assert_one_line_error, run_tool
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    paths = {}
+    for task in ("semseg", "depth"):
+        paths[task] = str(root / f"{task}.keras")
+        SegNet(task, num_classes=19 if task == "semseg" else None, width_multiplier=1 / 16).save(
+            paths[task]
+        )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return str(root)
+
+
+def _train(model_dir, teachers, *bindings, data_dir=None, cache=None):
+    args = [
+        "tools/train.py",
+        "--gin_file=gin/demo.gin",
+        f"--model_dir={model_dir}",
+        f"--gin_bindings=TEACHERS = {teachers!r}",
+        "--gin_bindings=IMAGE_SIZE = (32, 64)",
+        "--gin_bindings=BATCH_SIZE = 2",
+    ]
+    if data_dir:  # an image folder: images only, no metrics
+        args += [
+            "--gin_bindings=DATASET = 'image_folder'",
+            f"--gin_bindings=DATA_DIR = '{data_dir}'",
+            "--gin_bindings=transfer/make_dataset.split = 'all'",
+            "--gin_bindings=amalgamate.val_data = None",
+            "--gin_bindings=amalgamate.test_data = None",
+        ]
+    args += [f"--gin_bindings={b}" for b in bindings]
+    return run_tool(*args, timeout=600, env={"KA_TF_CACHE": cache} if cache else None)
+
+
+def test_teacher_that_is_not_splittable(tmp_path, teachers):
+    inputs = keras.Input((None, None, 3))
+    plain = keras.Model(inputs, {"semseg": keras.layers.Conv2D(19, 1)(inputs)})
+    path = str(tmp_path / "plain.keras")
+    plain.save(path)
+    result = _train(tmp_path / "run", {**teachers, "semseg": path})
+    assert_one_line_error(result, path, "not a splittable ka_tf SegNet/TargetNet")
+
+
+def test_missing_teacher_file(tmp_path, teachers):
+    result = _train(tmp_path / "run", {**teachers, "depth": "/no/such/teacher.keras"})
+    assert_one_line_error(result, "/no/such/teacher.keras")
+
+
+def test_branch_point_out_of_range(tmp_path, teachers, image_folder):
+    result = _train(
+        tmp_path / "run",
+        teachers,
+        "BLOCKWISE_STEPS = 0",
+        "amalgamate.branch_points = {'semseg': 7, 'depth': 1}",
+        data_dir=image_folder,
+    )
+    assert_one_line_error(result, "branch_point=7", "Expected one of (0, 1, 2, 3, 4)")
+
+
+def test_image_folder_without_images(tmp_path, teachers):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    result = _train(tmp_path / "run", teachers, data_dir=str(empty))
+    assert_one_line_error(result, str(empty))
+
+
+def test_model_dir_that_is_a_file(tmp_path, teachers):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert_one_line_error(_train(target, teachers), "--model_dir=", "is a file")
+
+
+@pytest.mark.slow
+def test_demo_recipe_end_to_end_writes_the_report(tmp_path, teachers):
+    """Block-wise (1 step a block), branch choice, fine-tune, evaluation, report, panels."""
+    result = _train(
+        tmp_path / "run",
+        teachers,
+        "BLOCKWISE_STEPS = 1",
+        "TRAIN_STEPS = 2",
+        "amalgamate.steps_per_epoch = 1",
+        "amalgamate.val_batches = 1",
+        "amalgamate.eval_max_batches = 2",
+        "amalgamate.num_panels = 2",
+        "synth_benchmark.splits = {'transfer': 8, 'val': 4, 'test': 4}",
+        cache=str(tmp_path / "cache"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    report = json.loads((run / "amalgamation_report.json").read_text())
+    assert report["tasks"] == ["semseg", "depth"]
+    assert set(report["branch_points"]) == {"semseg", "depth"}
+    assert all(1 <= b <= 4 for b in report["branch_points"].values())  # decoder only
+    assert all(len(v) == 5 and all(np.isfinite(v)) for v in report["block_losses"].values())
+    assert report["params"]["student"] < sum(report["params"]["teachers"].values())
+    assert set(report["metrics"]["test"]) == {"student", "teacher/semseg", "teacher/depth"}
+    assert "semseg/miou" in report["metrics"]["test"]["student"]
+    assert "depth/rmse" in report["metrics"]["test"]["student"]
+    for name in ("student.keras", "amalgamation_report.md", "config.gin", "operative_config.gin"):
+        assert os.path.exists(run / name), name
+    assert sorted(os.listdir(run / "panels")) == ["test_00.png", "test_01.png"]
+    assert os.listdir(run / "logs")
+    restored = keras.saving.load_model(str(run / "student.keras"))
+    assert restored.branch_points == report["branch_points"]
