@@ -76,3 +76,21 @@ def ensure_writable_dir(path: str, flag: str = "--model_dir") -> str:
             f"can write to and that has free space."
         ) from error
     return path
+
+
+def atomic_save_keras(model, path: str, weights_only: bool = False) -> None:
+    """Saves a Keras model (``.keras``) or its weights (``.weights.h5``) atomically.
+
+    Keras picks the format from the file suffix, so the model is written under a
+    temporary name with that suffix and then renamed to ``path``.
+    """
+    suffix = ".weights.h5" if weights_only else ".keras"
+
+    def write(tmp_path: str) -> None:
+        if weights_only:
+            model.save_weights(tmp_path + suffix)
+        else:
+            model.save(tmp_path + suffix)
+        os.replace(tmp_path + suffix, tmp_path)
+
+    atomic_write(path, write)

@@ -30,7 +30,7 @@ from ka_tf.amalgamation.student_builder import (
 )
 from ka_tf.constants import DEPTH, IMAGE, NORMALS, SEMSEG
 from ka_tf.errors import ConfigError
-from ka_tf.io_utils import atomic_write, atomic_write_json
+from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
@@ -120,14 +120,6 @@ def _coder_group(coders) -> Any:
         weights = [w for task_coders in coders.values() for c in task_coders for w in c.weights]
 
     return Group()
-
-
-def _save_keras_atomically(model: keras.Model, path: str) -> None:
-    def write(tmp_path: str) -> None:
-        model.save(tmp_path + ".keras")
-        os.replace(tmp_path + ".keras", tmp_path)
-
-    atomic_write(path, write)
 
 
 @gin.configurable(denylist=["model_dir", "strategy"])
@@ -289,7 +281,7 @@ def amalgamate(
         )
         state.data["wall_time_s"].setdefault("finetune", time.time() - started)
         state.save()
-    _save_keras_atomically(student, os.path.join(model_dir, STUDENT_FILE))
+    atomic_save_keras(student, os.path.join(model_dir, STUDENT_FILE))
 
     report: dict[str, Any] = {
         "tasks": list(tasks),

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from ka_tf.constants import IMAGE
-from ka_tf.io_utils import atomic_write, atomic_write_json
+from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models import SegNet
 from ka_tf.models.arch import DEFAULT_CHANNELS
@@ -75,11 +75,7 @@ class KeepBest(keras.callbacks.Callback):
             return
         self.best = float(value)
 
-        def write(tmp_path: str) -> None:
-            self.model.save_weights(tmp_path + ".weights.h5")
-            os.replace(tmp_path + ".weights.h5", tmp_path)
-
-        atomic_write(self.path, write)
+        atomic_save_keras(self.model, self.path, weights_only=True)
         atomic_write_json(self.record_path, {"val_loss": self.best, "epoch": epoch + 1})
 
 
@@ -145,11 +141,7 @@ def train_teacher(
         teacher.load_weights(best_path)
         report["best_val_loss"] = callbacks[0].best
 
-    def write(tmp_path: str) -> None:
-        teacher.save(tmp_path + ".keras")
-        os.replace(tmp_path + ".keras", tmp_path)
-
-    atomic_write(os.path.join(model_dir, TEACHER_FILE), write)
+    atomic_save_keras(teacher, os.path.join(model_dir, TEACHER_FILE))
     if test_data is not None:
         from ka_tf.evaluation import evaluate_model
 
