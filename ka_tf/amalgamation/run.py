@@ -64,6 +64,30 @@ def distillation_losses(
     return {task: build_loss(task, options[task][0], **options[task][1]) for task in tasks}
 
 
+def resolve_teacher_paths(paths: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    """``{task: path}`` from the dict form as is, or from a list of files (tasks read
+    from the models). Two files predicting one task in the list form are a conflict."""
+    from ka_tf.evaluation import load_model_file
+
+    if not paths:
+        raise ConfigError(
+            "no teachers given: bind amalgamate.teachers = {'semseg': 'a.keras', ...} or a "
+            "list of .keras paths."
+        )
+    if isinstance(paths, Mapping):
+        return dict(paths)
+    by_task: dict[str, str] = {}
+    for path in paths:
+        for task in getattr(load_model_file(path), "tasks", ()):
+            if task in by_task:
+                raise ConfigError(
+                    f"task {task!r} is predicted by two teachers, {by_task[task]} and {path}; "
+                    f"pass amalgamate.teachers as a dict {{task: path}} to choose one."
+                )
+            by_task[task] = path
+    return by_task
+
+
 def load_teachers(paths: Mapping[str, str] | Sequence[str]) -> dict[str, keras.Model]:
     """Loads the teachers: ``{task: path}``, or a list of paths whose tasks are read
     from the models (a finished student is a joint teacher for all its tasks).
@@ -73,25 +97,8 @@ def load_teachers(paths: Mapping[str, str] | Sequence[str]) -> dict[str, keras.M
     """
     from ka_tf.evaluation import load_model_file
 
-    if not paths:
-        raise ConfigError(
-            "no teachers given: bind amalgamate.teachers = {'semseg': 'a.keras', ...} or a "
-            "list of .keras paths."
-        )
     loaded: dict[str, keras.Model] = {}
-    if isinstance(paths, Mapping):
-        by_task = dict(paths)
-    else:
-        by_task = {}
-        for path in paths:
-            loaded[path] = load_model_file(path)
-            for task in getattr(loaded[path], "tasks", ()):
-                if task in by_task:
-                    raise ConfigError(
-                        f"task {task!r} is predicted by two teachers, {by_task[task]} and {path}; "
-                        f"pass amalgamate.teachers as a dict {{task: path}} to choose one."
-                    )
-                by_task[task] = path
+    by_task = resolve_teacher_paths(paths)
     teachers = {}
     for task, path in by_task.items():
         if path not in loaded:
@@ -285,7 +292,7 @@ def amalgamate(
 
     report: dict[str, Any] = {
         "tasks": list(tasks),
-        "teachers": dict(teachers),
+        "teachers": resolve_teacher_paths(teachers),
         "branch_points": branch_points,
         "block_losses": state.data["block_losses"],
         "params": {
