@@ -40,14 +40,18 @@ def average_predictions(task: str, a, b):
 
 
 def build_coders(channels: Sequence[int], tasks: Sequence[str], gate_scale: float = 2.0):
-    """One channel-coding gate per task and branch candidate (training-time adaptors)."""
-    return {
-        task: [
-            ChannelCoding(c, gate_scale=gate_scale, name=f"{task}_coding_b{b}")
-            for b, c in enumerate(channels)
-        ]
-        for task in tasks
-    }
+    """One channel-coding gate per task and branch candidate (training-time adaptors).
+
+    All are built at once, so a checkpoint of any phase holds every gate.
+    """
+    coders = {}
+    for task in tasks:
+        coders[task] = []
+        for b, c in enumerate(channels):
+            coder = ChannelCoding(c, gate_scale=gate_scale, name=f"{task}_coding_b{b}")
+            coder.build((None, None, None, c))
+            coders[task].append(coder)
+    return coders
 
 
 class Amalgamator(keras.Model):

@@ -122,11 +122,18 @@ class _State:
         atomic_write_json(self.path, self.data)
 
 
-def _coder_group(coders) -> Any:
-    class Group:
-        weights = [w for task_coders in coders.values() for c in task_coders for w in c.weights]
+class _CoderGroup:
+    """The gates of every task and block as one checkpoint group.
 
-    return Group()
+    ``weights`` is read at save/restore time: the gates are built lazily, block by block.
+    """
+
+    def __init__(self, coders):
+        self.coders = coders
+
+    @property
+    def weights(self) -> list:
+        return [w for task_coders in self.coders.values() for c in task_coders for w in c.weights]
 
 
 @gin.configurable(denylist=["model_dir", "strategy"])
@@ -198,7 +205,7 @@ def amalgamate(
         losses = distillation_losses(tasks)
         blockwise = build_blockwise_student(teacher_models, init_from, gate_scale, synchronized_bn)
         coders = build_coders(blockwise.candidate_channels(), tasks, gate_scale)
-    groups = {"student": blockwise, "coders": _coder_group(coders)}
+    groups = {"student": blockwise, "coders": _CoderGroup(coders)}
     blocks = range(len(BRANCH_CANDIDATES)) if blockwise_steps > 0 else []
     previous_checkpoint = None
     for block in blocks:

@@ -148,8 +148,7 @@ def assemble_student(
         _copy(mine, theirs)
     for task in tasks:
         point = student.branch_points[task]
-        if coders[task][point].built:  # untrained gates (no block-wise phase) stay identity
-            _copy(student.coders[task], coders[task][point])
+        _copy(student.coders[task], coders[task][point])
         for offset, block in enumerate(student.branches[task]):
             _copy(block, _teacher_step(teachers[task], task, point + offset))
         _copy(student.heads[task], teachers[task].heads[task])
