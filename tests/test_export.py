@@ -175,6 +175,7 @@ def exported(tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_layout_and_report(exported):
     out_dir, report = exported["out_dir"], exported["report"]
     expected = [
@@ -201,6 +202,7 @@ def test_layout_and_report(exported):
     assert sizes["student_int8.tflite"] < sizes["student_fp16.tflite"]
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_saved_model_matches_keras_exactly(exported):
     runner = load_runner(exported["out_dir"])
     assert isinstance(runner, SavedModelRunner)
@@ -216,6 +218,7 @@ def test_saved_model_matches_keras_exactly(exported):
     "filename, tolerance",
     [("student.tflite", 1e-4), ("student_fp16.tflite", 1e-2), ("student.onnx", 1e-4)],
 )
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_float_artifacts_match_keras(exported, filename, tolerance):
     runner = load_runner(os.path.join(exported["out_dir"], filename))
     assert isinstance(runner, ONNXRunner if filename.endswith(".onnx") else TFLiteRunner)
@@ -246,6 +249,7 @@ def test_float_artifacts_match_keras(exported, filename, tolerance):
     assert agreement >= 99.0
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_int8_agreement(exported):
     """Measured on the tiny trained student: ~78% agreement. Width 1/16 leaves 4-channel
     layers whose per-tensor int8 activations are the worst case for quantisation; the
@@ -265,6 +269,7 @@ def test_int8_agreement(exported):
     assert int8["depth/rmse"] == pytest.approx(float32["depth/rmse"], rel=0.1)
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_tflite_files_are_builtin_only_with_named_io(exported):
     for quant in ALL_QUANTS:
         filename = "student.tflite" if quant == "none" else f"student_{quant}.tflite"
@@ -286,6 +291,7 @@ def test_tflite_files_are_builtin_only_with_named_io(exported):
             assert {"QUANTIZE", "DEQUANTIZE"} <= ops
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_onnx_names_and_opset(exported):
     import onnx
 
@@ -305,6 +311,7 @@ def test_onnx_names_and_opset(exported):
     assert runner(exported["parity"][:3])["semseg"].shape == (3, H, W)
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_saved_model_cli_lists_both_signatures(exported):
     cli = os.path.join(REPO_ROOT, ".venv", "bin", "saved_model_cli")
     if not os.path.exists(cli):
@@ -326,6 +333,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
         assert f"outputs['{name}']" in text
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_predict_image_bytes(exported):
     loaded = tf.saved_model.load(os.path.join(exported["out_dir"], "saved_model", "1"))
     by_bytes = loaded.signatures[PREDICT_IMAGE_BYTES]
@@ -350,6 +358,7 @@ def test_predict_image_bytes(exported):
     np.testing.assert_array_equal(again["semseg"].numpy(), from_array["semseg"].numpy()[:1])
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_report_metrics_of_quantised_files(exported):
     metrics = exported["report"]["metrics"]
     assert metrics["eval_data"].startswith(f"{NPZ_DATASET}:")
@@ -369,12 +378,14 @@ def test_report_metrics_of_quantised_files(exported):
     assert fp16["semseg/miou"] == pytest.approx(float_metrics["semseg/miou"], abs=0.01)
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_existing_export_is_refused(exported, tmp_path):
     assert "saved_model" in existing_export(exported["out_dir"])
     with pytest.raises(ConfigError, match=r"already holds an export.*--overwrite"):
         export_model(exported["model"], exported["out_dir"], formats=("tflite",))
 
 
+@pytest.mark.slow  # shares the ~2-minute `exported` fixture
 def test_bad_options(exported, tmp_path):
     model = exported["model"]
     with pytest.raises(ConfigError, match=r"unknown --formats.*'tflit'"):
