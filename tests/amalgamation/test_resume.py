@@ -1,0 +1,56 @@
+"""A run killed between block-wise phases resumes from the last finished block."""
+
+import json
+import shutil
+
+import gin
+import pytest
+import tensorflow as tf
+
+import ka_tf.registry_all  # noqa: F401
+from ka_tf import config
+from ka_tf.amalgamation.run import STATE_FILE, amalgamate
+from ka_tf.models import SegNet
+from tests.helpers import REPO_ROOT
+
+
+@pytest.mark.slow  # ~2 minutes: every phase is traced twice
+def test_resume_after_block_two(tmp_path, monkeypatch):
+    monkeypatch.setenv("KA_TF_CACHE", str(tmp_path / "cache"))
+    teachers = {}
+    for task in ("semseg", "depth"):
+        teachers[task] = str(tmp_path / f"{task}.keras")
+        SegNet(task, num_classes=19 if task == "semseg" else None, width_multiplier=1 / 16).save(
+            teachers[task]
+        )
+    bindings = [
+        "BATCH_SIZE = 2",
+        "IMAGE_SIZE = (32, 64)",
+        "synth_benchmark.splits = {'transfer': 4, 'val': 2, 'test': 2}",
+        f"TEACHERS = {teachers!r}",
+        "BLOCKWISE_STEPS = 1",
+        "TRAIN_STEPS = 1",
+        "amalgamate.steps_per_epoch = 1",
+        "amalgamate.val_batches = 1",
+        "amalgamate.eval_max_batches = 1",
+        "amalgamate.num_panels = 1",
+    ]
+    run_dir = tmp_path / "run"
+
+    def run():
+        gin.clear_config()
+        config.parse_gin_config(["gin/demo.gin"], bindings, search_paths=[REPO_ROOT])
+        return amalgamate(str(run_dir), tf.distribute.get_strategy())
+
+    first = run()
+    # As if killed after block 2: later phases' progress and checkpoints never written.
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    state["blocks_done"] = [0, 1, 2]
+    (run_dir / STATE_FILE).write_text(json.dumps(state))
+    for phase in ("blockwise_b3", "blockwise_b4", "finetune"):
+        shutil.rmtree(run_dir / "checkpoints" / phase)
+    second = run()
+    assert json.loads((run_dir / STATE_FILE).read_text())["blocks_done"] == [0, 1, 2, 3, 4]
+    assert second["block_losses"]["semseg"][:3] == first["block_losses"]["semseg"][:3]
+    assert sorted((run_dir / "checkpoints" / "blockwise_b4").iterdir())
+    assert (run_dir / "student.keras").exists()
