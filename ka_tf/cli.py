@@ -71,3 +71,13 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         return None
 
     app.run(guarded_main, flags_parser=_parse_flags_or_fail)
+
+
+def require_flag(name: str) -> str:
+    """The value of ``--name``, or a one-line ConfigError if it was not given."""
+    from ka_tf.errors import ConfigError
+
+    value = getattr(flags.FLAGS, name)
+    if not value:
+        raise ConfigError(f"--{name} is required. Run with --help to see the flags.")
+    return value

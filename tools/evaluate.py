@@ -52,20 +52,11 @@ config.define_gin_flags()
 FLAGS = flags.FLAGS
 
 
-def _require(name: str) -> str:
-    from ka_tf.errors import ConfigError
-
-    value = getattr(FLAGS, name)
-    if not value:
-        raise ConfigError(f"--{name} is required. Run with --help to see the flags.")
-    return value
-
-
 def main(argv: list[str]) -> int:
     del argv
-    model_path = _require("model")
-    dataset_name = _require("dataset")
-    data_dir = _require("data_dir")
+    model_path = cli.require_flag("model")
+    dataset_name = cli.require_flag("dataset")
+    data_dir = cli.require_flag("data_dir")
 
     import ka_tf.data
     from ka_tf import evaluation, io_utils

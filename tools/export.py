@@ -85,15 +85,6 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing export in --out_dir."
 FLAGS = flags.FLAGS
 
 
-def _require(name: str) -> str:
-    from ka_tf.errors import ConfigError
-
-    value = getattr(FLAGS, name)
-    if not value:
-        raise ConfigError(f"--{name} is required. Run with --help to see the flags.")
-    return value
-
-
 def _image_size() -> tuple[int, int] | None:
     from ka_tf.errors import ConfigError
     from ka_tf.export.exporter import check_image_size
@@ -112,8 +103,8 @@ def _image_size() -> tuple[int, int] | None:
 def main(argv: list[str]) -> int:
     del argv
     logging.getLogger("ka_tf.export.exporter").setLevel(logging.INFO)
-    model_path = _require("model")
-    out_dir = _require("out_dir")
+    model_path = cli.require_flag("model")
+    out_dir = cli.require_flag("out_dir")
 
     from ka_tf.errors import ConfigError
     from ka_tf.evaluation import load_model_file
@@ -141,7 +132,7 @@ def main(argv: list[str]) -> int:
         representative = parse_image_source(FLAGS.representative_data, "--representative_data")
     eval_source = None
     if FLAGS.eval_dataset or FLAGS.eval_data_dir:
-        dataset, data_dir = _require("eval_dataset"), _require("eval_data_dir")
+        dataset, data_dir = cli.require_flag("eval_dataset"), cli.require_flag("eval_data_dir")
         eval_source = parse_image_source(
             f"{dataset}:{data_dir}:{FLAGS.eval_split}", "--eval_dataset/--eval_data_dir"
         )

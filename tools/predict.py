@@ -51,15 +51,6 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 FLAGS = flags.FLAGS
 
 
-def _require(name: str) -> str:
-    from ka_tf.errors import ConfigError
-
-    value = getattr(FLAGS, name)
-    if not value:
-        raise ConfigError(f"--{name} is required. Run with --help to see the flags.")
-    return value
-
-
 def class_names_and_palette(choice: str, num_classes: int):
     """Class names and palette for ``num_classes`` under ``--class_names=choice``.
 
@@ -129,9 +120,9 @@ def make_panel(image, outputs: dict, class_names, palette):
 
 def main(argv: list[str]) -> int:
     del argv
-    model_path = _require("model")
-    input_path = _require("input")
-    out_dir = _require("out_dir")
+    model_path = cli.require_flag("model")
+    input_path = cli.require_flag("input")
+    out_dir = cli.require_flag("out_dir")
 
     from tqdm import tqdm
 
