@@ -67,8 +67,7 @@ def parse_gin_config(
 ) -> str:
     """Parses gin files and bindings strictly and returns ``gin.config_str()``.
 
-    All configurables the files name must already be registered, i.e. their
-    modules imported by the caller.
+    Imports :mod:`ka_tf.registry_all` first, so every ka_tf configurable is known.
 
     Args:
         gin_files: Gin files in parse order.
@@ -81,6 +80,10 @@ def parse_gin_config(
     Raises:
         ConfigError: on a missing file, a syntax error or an unknown configurable.
     """
+    # Every configurable must exist before parsing: gin locks the config afterwards, and a
+    # module imported later (a dataset loader, say) could not register its configurables.
+    import ka_tf.registry_all  # noqa: F401
+
     for root in search_paths:
         gin.add_config_file_search_path(root)
     files = [resolve_gin_file(path, search_paths) for path in gin_files]

@@ -121,3 +121,37 @@ def test_tool_help_and_required_flags():
         assert flag in result.stdout, flag
     missing = run_tool("tools/evaluate.py", "--dataset=synth_street", "--data_dir=/tmp")
     assert_one_line_error(missing, "--model is required")
+
+
+def test_tool_reads_the_synthetic_benchmark(tmp_path):
+    """Loaders register gin configurables on import; the tool must not lock gin first."""
+    from ka_tf.data.synth_dataset import ensure_generated
+    from ka_tf.models import SegNet
+
+    data_dir = ensure_generated(
+        "street", "test", 2, 32, 64, data_dir=str(tmp_path / "synth"), workers=1
+    )
+    model_path = str(tmp_path / "depth.keras")
+    SegNet("depth", width_multiplier=1 / 16).save(model_path)
+    output = tmp_path / "report.json"
+    result = run_tool(
+        "tools/evaluate.py",
+        f"--model={model_path}",
+        "--dataset=synth_street",
+        f"--data_dir={data_dir}",
+        "--split=test",
+        f"--output={output}",
+        "--noprogress",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert set(report) == {
+        "depth/abs_rel",
+        "depth/sq_rel",
+        "depth/rmse",
+        "depth/rmse_log",
+        "depth/log10",
+        "depth/delta1",
+        "depth/delta2",
+        "depth/delta3",
+    }

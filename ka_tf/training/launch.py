@@ -33,8 +33,6 @@ def set_up_run(flag_values: flags.FlagValues) -> tf.distribute.Strategy:
         from ka_tf.errors import ConfigError
 
         raise ConfigError("--model_dir is required: the directory to write the run into.")
-    import ka_tf.registry_all  # noqa: F401  (every configurable known before parsing)
-
     config.parse_gin_config(
         flag_values.gin_file, flag_values.gin_bindings, flag_values.gin_search_paths
     )
