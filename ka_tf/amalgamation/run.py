@@ -64,9 +64,19 @@ def distillation_losses(
     return {task: build_loss(task, options[task][0], **options[task][1]) for task in tasks}
 
 
-def resolve_teacher_paths(paths: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
-    """``{task: path}`` from the dict form as is, or from a list of files (tasks read
-    from the models). Two files predicting one task in the list form are a conflict."""
+def load_teachers(
+    paths: Mapping[str, str] | Sequence[str],
+) -> tuple[dict[str, keras.Model], dict[str, str]]:
+    """Loads the teachers, each file once.
+
+    Args:
+        paths: ``{task: path}``, or a list of paths whose tasks are read from the models
+            (a finished student is a joint teacher for all its tasks). Two files
+            predicting the same task in the list form are a conflict.
+
+    Returns:
+        ``(task → model, task → path)``.
+    """
     from ka_tf.evaluation import load_model_file
 
     if not paths:
@@ -74,38 +84,27 @@ def resolve_teacher_paths(paths: Mapping[str, str] | Sequence[str]) -> dict[str,
             "no teachers given: bind amalgamate.teachers = {'semseg': 'a.keras', ...} or a "
             "list of .keras paths."
         )
-    if isinstance(paths, Mapping):
-        return dict(paths)
-    by_task: dict[str, str] = {}
-    for path in paths:
-        for task in getattr(load_model_file(path), "tasks", ()):
-            if task in by_task:
-                raise ConfigError(
-                    f"task {task!r} is predicted by two teachers, {by_task[task]} and {path}; "
-                    f"pass amalgamate.teachers as a dict {{task: path}} to choose one."
-                )
-            by_task[task] = path
-    return by_task
-
-
-def load_teachers(paths: Mapping[str, str] | Sequence[str]) -> dict[str, keras.Model]:
-    """Loads the teachers: ``{task: path}``, or a list of paths whose tasks are read
-    from the models (a finished student is a joint teacher for all its tasks).
-
-    A file named for several tasks loads once. Two files predicting the same task
-    in the list form are a conflict (name one per task with the dict form).
-    """
-    from ka_tf.evaluation import load_model_file
-
     loaded: dict[str, keras.Model] = {}
-    by_task = resolve_teacher_paths(paths)
+    if isinstance(paths, Mapping):
+        by_task = dict(paths)
+    else:
+        by_task = {}
+        for path in paths:
+            loaded[path] = load_model_file(path)
+            for task in getattr(loaded[path], "tasks", ()):
+                if task in by_task:
+                    raise ConfigError(
+                        f"task {task!r} is predicted by two teachers, {by_task[task]} and "
+                        f"{path}; pass amalgamate.teachers as a dict {{task: path}} to choose one."
+                    )
+                by_task[task] = path
     teachers = {}
     for task, path in by_task.items():
         if path not in loaded:
             loaded[path] = load_model_file(path)
         check_teacher(task, loaded[path], path)
         teachers[task] = loaded[path]
-    return teachers
+    return teachers, by_task
 
 
 class _State:
@@ -189,7 +188,7 @@ def amalgamate(
     state = _State(model_dir)
     log_dir = os.path.join(model_dir, "logs")
     with strategy.scope():
-        teacher_models = load_teachers(teachers)
+        teacher_models, teacher_paths = load_teachers(teachers)
     tasks = tuple(teacher_models)
     train_ds = train_data()
     sample = next(iter(train_ds.take(1)))[IMAGE][:2]
@@ -299,7 +298,7 @@ def amalgamate(
 
     report: dict[str, Any] = {
         "tasks": list(tasks),
-        "teachers": resolve_teacher_paths(teachers),
+        "teachers": teacher_paths,
         "branch_points": branch_points,
         "block_losses": state.data["block_losses"],
         "params": {
