@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import gin
 
-from ka_tf.errors import ConfigError
+from ka_tf.errors import ConfigError, TrainingError
 from ka_tf.models.arch import BRANCH_CANDIDATES
 
 
@@ -20,9 +21,11 @@ def choose_branch_points(
 
     Rule: among candidates ``b >= min_index`` (``min_index=1`` keeps branching in the
     decoder — the paper's n > N/2 constraint), let ``best`` be the task's lowest
-    measured loss. Choose the deepest ``b`` with ``loss[b] <= best * (1 + tolerance)``.
+    measured loss. Choose the deepest ``b`` with ``loss[b] <= best + tolerance * |best|``.
     A deeper branch point shares more layers, so the rule prefers the smallest
     student whose sharing costs the task at most ``tolerance`` (relative) in loss.
+    ``|best|`` keeps the rule right when a divergence is measured a hair below zero
+    (float rounding of a KL between near-identical distributions).
 
     Args:
         block_losses: Task → validation projection loss at each candidate 0..4.
@@ -31,6 +34,11 @@ def choose_branch_points(
 
     Returns:
         Task → chosen candidate index.
+
+    Raises:
+        ConfigError: ``min_index`` or ``tolerance`` out of range, or a task without
+            one loss per candidate.
+        TrainingError: A measured loss is NaN or infinite.
     """
     count = len(BRANCH_CANDIDATES)
     if not 0 <= min_index < count:
@@ -43,7 +51,14 @@ def choose_branch_points(
     for task, losses in block_losses.items():
         if len(losses) != count:
             raise ConfigError(f"{task}: expected {count} block losses, received {list(losses)}.")
+        if not all(math.isfinite(loss) for loss in losses):
+            raise TrainingError(
+                f"{task}: a block-wise projection loss is not finite: {list(losses)}. "
+                "Lower the learning rate or check the teacher files; the block checkpoints "
+                "are kept, so rerunning resumes after the last finished block."
+            )
         allowed = range(min_index, count)
         best = min(losses[b] for b in allowed)
-        choice[task] = max(b for b in allowed if losses[b] <= best * (1.0 + tolerance) + 1e-12)
+        threshold = best + tolerance * abs(best) + 1e-12
+        choice[task] = max(b for b in allowed if losses[b] <= threshold)
     return choice
