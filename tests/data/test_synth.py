@@ -17,6 +17,7 @@ from ka_tf.data.synth.camera import intrinsics
 from ka_tf.data.synth.config import resolve_scene_config, scene_config
 from ka_tf.data.synth.primitives import Camera, LayoutBuilder, Lighting, Material, SceneLayout
 from ka_tf.data.synth.renderer import Renderer
+from ka_tf.data.synth.textures import TextureFiles, default_texture_dir
 from ka_tf.data.synth_dataset import (
     class_names,
     default_cache_dir,
@@ -313,3 +314,15 @@ def test_scene_config_is_gin_bindable_per_scene():
         scene_config("street", counts={"car": (1, 1), "dragon": (1, 2)})
     with pytest.raises(ConfigError, match="low <= high"):
         scene_config("indoor", fov_deg=(60, 40))
+
+
+def test_texture_files_share_one_directory_per_source_version(tmp_path):
+    # Rendering workers are terminated, never closed: a fresh temp dir per process
+    # leaked one directory per worker and run. Now every process shares one.
+    first, second = TextureFiles(), TextureFiles()
+    assert first.directory == second.directory == default_texture_dir()
+    path = first.path("brick/1")
+    assert os.path.dirname(path) == first.directory
+    assert second.path("brick/1") == path
+    explicit = TextureFiles(str(tmp_path / "textures"))
+    assert os.path.getsize(explicit.path("brick/1")) == os.path.getsize(path)

@@ -11,6 +11,7 @@ Texture names are ``"family/variant"``, e.g. ``"brick/2"``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import zlib
@@ -372,15 +373,26 @@ def make_texture(family: str, variant: int) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def default_texture_dir() -> str:
+    """``<tmp>/ka_tf_textures_<hash of this module's source>``."""
+    with open(__file__, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f"ka_tf_textures_{digest}")
+
+
 class TextureFiles:
     """Writes textures as PNG files on first use and returns their paths.
 
     Args:
-        directory: Where to write them; a fresh temporary directory if None.
+        directory: Where to write them. If None: one directory in the system's temp
+            folder per version of this module's source (textures are a pure function
+            of it), shared by every process and run, so rendering workers that are
+            terminated leave nothing new behind. Writes are atomic.
     """
 
     def __init__(self, directory: str | None = None) -> None:
-        self.directory = directory or tempfile.mkdtemp(prefix="ka_tf_textures_")
+        self.directory = directory or default_texture_dir()
+        os.makedirs(self.directory, exist_ok=True)
         self._paths: dict[str, str] = {}
 
     def path(self, name: str) -> str:
