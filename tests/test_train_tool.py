@@ -95,7 +95,10 @@ def test_model_dir_that_is_a_file(tmp_path, teachers):
 
 @pytest.mark.slow
 def test_demo_recipe_end_to_end_writes_the_report(tmp_path, teachers):
-    """Block-wise (1 step a block), branch choice, fine-tune, evaluation, report, panels."""
+    """Block-wise (1 step a block), branch choice, fine-tune, evaluation, report, panels.
+
+    Evaluated on val (``eval_split``), as when comparing settings without the test split.
+    """
     result = _train(
         tmp_path / "run",
         teachers,
@@ -105,6 +108,8 @@ def test_demo_recipe_end_to_end_writes_the_report(tmp_path, teachers):
         "amalgamate.val_batches = 1",
         "amalgamate.eval_max_batches = 2",
         "amalgamate.num_panels = 2",
+        "amalgamate.test_data = @val/make_dataset",
+        "amalgamate.eval_split = 'val'",
         "synth_benchmark.splits = {'transfer': 8, 'val': 4, 'test': 4}",
         cache=str(tmp_path / "cache"),
     )
@@ -116,12 +121,13 @@ def test_demo_recipe_end_to_end_writes_the_report(tmp_path, teachers):
     assert all(1 <= b <= 4 for b in report["branch_points"].values())  # decoder only
     assert all(len(v) == 5 and all(np.isfinite(v)) for v in report["block_losses"].values())
     assert report["params"]["student"] < sum(report["params"]["teachers"].values())
-    assert set(report["metrics"]["test"]) == {"student", "teacher/semseg", "teacher/depth"}
-    assert "semseg/miou" in report["metrics"]["test"]["student"]
-    assert "depth/rmse" in report["metrics"]["test"]["student"]
+    assert set(report["metrics"]) == {"val"}
+    assert set(report["metrics"]["val"]) == {"student", "teacher/semseg", "teacher/depth"}
+    assert "semseg/miou" in report["metrics"]["val"]["student"]
+    assert "depth/rmse" in report["metrics"]["val"]["student"]
     for name in ("student.keras", "amalgamation_report.md", "config.gin", "operative_config.gin"):
         assert os.path.exists(run / name), name
-    assert sorted(os.listdir(run / "panels")) == ["test_00.png", "test_01.png"]
+    assert sorted(os.listdir(run / "panels")) == ["val_00.png", "val_01.png"]
     assert os.listdir(run / "logs")
     restored = keras.saving.load_model(str(run / "student.keras"))
     assert restored.branch_points == report["branch_points"]

@@ -154,6 +154,7 @@ def amalgamate(
     gate_scale: float = 2.0,
     synchronized_bn: bool = False,
     eval_max_batches: int | None = None,
+    eval_split: str = "test",
     num_panels: int = 4,
 ) -> dict[str, Any]:
     """Amalgamates the teachers into one student and writes it and its report.
@@ -180,6 +181,9 @@ def amalgamate(
         gate_scale: Channel-coding gate scale (2: identity at init; 1: plain sigmoid).
         synchronized_bn: Synchronise the student's BatchNorm across replicas.
         eval_max_batches: Cap on test batches (None: the whole split).
+        eval_split: The name ``test_data``'s metrics are filed under in the report
+            (bind ``'val'`` with a val ``test_data`` to compare settings without
+            touching the test split).
         num_panels: Test images drawn as PNG panels.
 
     Returns:
@@ -310,15 +314,25 @@ def amalgamate(
     }
     if test_data is not None:
         report.update(
-            _evaluate(student, teacher_models, test_data, eval_max_batches, model_dir, num_panels)
+            _evaluate(
+                student,
+                teacher_models,
+                test_data,
+                eval_max_batches,
+                model_dir,
+                num_panels,
+                eval_split,
+            )
         )
     write_report(model_dir, report)
     print("\n" + console_summary(report), flush=True)
     return report
 
 
-def _evaluate(student, teachers, test_data, max_batches, model_dir, num_panels) -> dict[str, Any]:
-    """Test metrics of the student and each teacher, Δm, and PNG panels."""
+def _evaluate(
+    student, teachers, test_data, max_batches, model_dir, num_panels, split
+) -> dict[str, Any]:
+    """Metrics of the student and each teacher on ``split``, Δm, and PNG panels."""
     from ka_tf.evaluation import evaluate_model, predict_dense
     from ka_tf.metrics import relative_change
 
@@ -334,7 +348,7 @@ def _evaluate(student, teachers, test_data, max_batches, model_dir, num_panels) 
         scores = evaluate_model(teachers[task], dataset, tasks=[task], max_batches=max_batches)
         rows[f"teacher/{task}"] = scores
         teacher_scores.update(scores)
-    result: dict[str, Any] = {"metrics": {"test": rows}}
+    result: dict[str, Any] = {"metrics": {split: rows}}
     # A relative change is undefined where the teacher scores exactly 0 (e.g. δ1 of an
     # untrained teacher): such metrics are listed, not silently dropped.
     comparable = {k: v for k, v in teacher_scores.items() if v != 0 and np.isfinite(v)}
@@ -359,7 +373,7 @@ def _evaluate(student, teachers, test_data, max_batches, model_dir, num_panels) 
         )
         from ka_tf.visualize import save_png
 
-        save_png(os.path.join(model_dir, "panels", f"test_{i:02d}.png"), panel)
+        save_png(os.path.join(model_dir, "panels", f"{split}_{i:02d}.png"), panel)
     return result
 
 
