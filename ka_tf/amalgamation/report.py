@@ -33,9 +33,20 @@ def block_loss_table(
     return "\n".join(lines)
 
 
-def params_summary(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Teachers' total, and the student as a fraction of it."""
-    teachers_total = int(sum(params["teachers"].values()))
+def params_summary(
+    params: Mapping[str, Any], teacher_paths: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Teachers' total, and the student as a fraction of it.
+
+    Args:
+        params: The report's ``params`` block.
+        teacher_paths: Task → teacher file; a file serving several tasks (a joint
+            teacher) is counted once.
+    """
+    per_file = {
+        (teacher_paths or {}).get(task, task): count for task, count in params["teachers"].items()
+    }
+    teachers_total = int(sum(per_file.values()))
     return {
         "teachers_total": teachers_total,
         "student_fraction": params["student"] / teachers_total,
@@ -47,7 +58,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = ["# Amalgamation report", ""]
     lines += [f"- tasks: {', '.join(report['tasks'])}"]
     for task, path in report["teachers"].items():
-        lines.append(f"- teacher `{task}`: `{path}`")
+        shared = [t for t, p in report["teachers"].items() if p == path]
+        note = (
+            f" (joint teacher of {', '.join(shared)}: an earlier student, so its rows in the "
+            "metrics below are that student's — the new student next to the old one)"
+            if len(shared) > 1
+            else ""
+        )
+        lines.append(f"- teacher `{task}`: `{path}`{note}")
     lines += ["", "## Branch points", ""]
     lines.append(
         ", ".join(
@@ -64,14 +82,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             block_loss_table(report["block_losses"], report["branch_points"]),
         ]
     params = report["params"]
-    summary = params_summary(params)
+    summary = params_summary(params, report.get("teachers"))
     lines += ["", "## Parameters", "", "| model | parameters |", "| --- | --- |"]
     lines.append(
         f"| student | {params['student']:,} ({summary['student_fraction']:.2f}× the teachers) |"
     )
     for task, count in params["teachers"].items():
         lines.append(f"| teacher/{task} | {count:,} |")
-    lines.append(f"| teachers together | {summary['teachers_total']:,} |")
+    lines.append(f"| teachers together (each file once) | {summary['teachers_total']:,} |")
     for split, rows in report.get("metrics", {}).items():
         lines += ["", f"## Metrics on `{split}`", "", format_markdown_table(rows)]
     if report.get("relative_change"):
@@ -100,7 +118,7 @@ def console_summary(report: Mapping[str, Any]) -> str:
     parts = []
     for split, rows in report.get("metrics", {}).items():
         parts.append(f"Metrics on {split}:\n{format_table(rows)}")
-    summary = params_summary(report["params"])
+    summary = params_summary(report["params"], report.get("teachers"))
     parts.append(
         f"Branch points: {report['branch_points']}; student parameters "
         f"{report['params']['student']:,} = {summary['student_fraction']:.2f}x the teachers "
