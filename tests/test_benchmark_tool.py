@@ -1,10 +1,51 @@
-"""tools/benchmark.py: the synth section measures frames/s and writes JSON atomically."""
+"""tools/benchmark.py and ka_tf.benchmarking: sections write sane JSON; bad input is one line."""
 
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
+
+from ka_tf import benchmarking
 from tests.helpers import assert_one_line_error, run_tool
+
+# Tiny settings shared by the tool runs: 32x64 images, batch 2, one short repeat.
+TINY = (
+    "--gin_file=gin/demo.gin",
+    "--image_size=32,64",
+    "--batch_size=2",
+    "--repeats=1",
+    "--min_time_s=0.02",
+    "--gin_bindings=synth_benchmark.splits = {'transfer': 4}",
+)
+
+
+def _run_bench(tmp_path, *args: str, timeout: float = 600) -> dict:
+    output = tmp_path / "bench.json"
+    result = run_tool(
+        "tools/benchmark.py",
+        *TINY,
+        *args,
+        f"--output={output}",
+        timeout=timeout,
+        env={"KA_TF_CACHE": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    report["_stdout"] = result.stdout
+    return report
+
+
+def _assert_timing(entry: dict, batch: int) -> None:
+    """A time_calls result: positive figures, consistent latency and images/s."""
+    assert entry["batch"] == batch and entry["calls_per_repeat"] >= 1
+    for key in ("latency_ms", "images_per_s"):
+        spread = entry[key]
+        assert len(spread["runs"]) >= 1 and all(v > 0 for v in spread["runs"])
+        assert spread["min"] <= spread["median"] <= spread["max"]
+    fastest = batch / (entry["latency_ms"]["min"] / 1000.0)
+    assert entry["images_per_s"]["max"] == pytest.approx(fastest, rel=1e-6)
 
 
 def test_synth_section_writes_json(tmp_path):
@@ -29,5 +70,164 @@ def test_synth_section_writes_json(tmp_path):
     assert "frames_per_s" in result.stdout
 
 
-def test_unknown_section_is_a_one_line_error():
-    assert_one_line_error(run_tool("tools/benchmark.py", "--sections=synth,warp"), "warp")
+def test_inference_keras_and_machine_sections(tmp_path):
+    report = _run_bench(
+        tmp_path, "--sections=inference,machine", "--formats=keras", "--matmul_size=128"
+    )
+    assert report["image_size"] == [32, 64] and report["batch_size"] == 2
+    inference = report["inference"]
+    models = inference["models"]
+    assert models["student"]["class"] == "TargetNet"
+    for name in ("student", "teacher_semseg", "teacher_depth"):
+        assert models[name]["params"] > 0 and models[name]["flops"] == 2 * models[name]["conv_macs"]
+    assert models["teachers"]["params"] == (
+        models["teacher_semseg"]["params"] + models["teacher_depth"]["params"]
+    )
+    assert inference["student_vs_teachers_params"] == pytest.approx(
+        models["student"]["params"] / models["teachers"]["params"]
+    )
+    keras_runs = inference["runs"]["keras"]
+    for group in ("student", "teachers"):
+        for batch in (1, 2):
+            _assert_timing(keras_runs[group][f"batch_{batch}"], batch)
+    speedup = inference["student_vs_teachers_speedup"]["keras"]
+    for batch in (1, 2):
+        expected = (
+            keras_runs["teachers"][f"batch_{batch}"]["latency_ms"]["median"]
+            / keras_runs["student"][f"batch_{batch}"]["latency_ms"]["median"]
+        )
+        assert speedup[f"batch_{batch}"] == pytest.approx(expected)
+    machine = report["machine"]
+    assert machine["matmul_gflops"]["median"] > 0
+    _assert_timing(machine["student_forward"], 2)
+    assert machine["student_forward"]["flops_per_image"] == models["student"]["flops"]
+    fraction = machine["student_fraction_of_matmul_peak"]["median"]
+    gflops = machine["student_forward_gflops"]["median"]
+    assert fraction > 0 and gflops > 0
+    for section in ("inference", "machine"):
+        assert report[section]["peak_rss_mb"] > 100 and report[section]["wall_s"] > 0
+    assert "student_vs_teachers_speedup.keras.batch_1" in report["_stdout"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "fragment"),
+    [
+        ("--image_size=30,64", "--image_size"),
+        ("--formats=keras,coreml", "coreml"),
+        ("--branch_points=semseg", "--branch_points"),
+        ("--repeats=0", "--repeats"),
+        ("--sections=synth,warp", "warp"),
+    ],
+)
+def test_bad_flag_is_a_one_line_error(flag, fragment):
+    assert_one_line_error(run_tool("tools/benchmark.py", flag), fragment)
+
+
+def test_unavailable_runtime_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    monkeypatch.setitem(benchmarking.RUNTIME_MODULES, "onnx", ("ka_tf_no_such_runtime",))
+    paths, unavailable, failed = benchmarking.export_artifacts(
+        {"student": None}, ["keras", "onnx"], (32, 64), str(tmp_path)
+    )
+    assert "ka_tf_no_such_runtime" in unavailable["onnx"] and "not installed" in unavailable["onnx"]
+    assert paths == {"student": {}} and failed == {}
+
+
+def test_conv_macs_count_every_conv_at_its_resolution():
+    from ka_tf.models import SegNet
+    from ka_tf.models.arch import VGG_CONVS, scaled_channels
+
+    height, width, classes = 32, 64, 5
+    model = SegNet("semseg", num_classes=classes, width_multiplier=0.125)
+    widths = scaled_channels((64, 128, 256, 512, 512), 0.125)
+    expected, c_in = 0, 3
+    for block, convs in enumerate(VGG_CONVS["vgg16"]):  # encoder down1..down5
+        pixels = (height >> block) * (width >> block)
+        for _ in range(convs):
+            expected += pixels * 9 * c_in * widths[block]
+            c_in = widths[block]
+    for block in reversed(range(5)):  # decoder up5..up1, then the head at full size
+        pixels = (height >> block) * (width >> block)
+        convs = VGG_CONVS["vgg16"][block]
+        out = widths[block - 1] if block else classes
+        expected += pixels * 9 * widths[block] * widths[block] * (convs - 1)
+        expected += pixels * 9 * widths[block] * out
+    assert benchmarking.conv_macs(model, (height, width)) == expected
+    summary = benchmarking.model_summary(model, (height, width), "test")
+    assert summary["flops"] == 2 * expected and summary["params"] == model.count_params()
+
+
+def test_time_calls_measures_per_call_latency_and_interleaves():
+    def sleeper():
+        time.sleep(0.01)
+
+    result = benchmarking.time_calls(sleeper, batch=4, repeats=3, min_time_s=0.03)
+    assert result["calls_per_repeat"] >= 3 and len(result["latency_ms"]["runs"]) == 3
+    assert 9.0 <= result["latency_ms"]["min"] and result["latency_ms"]["median"] < 50.0
+    assert result["images_per_s"]["median"] == pytest.approx(
+        4 / (result["latency_ms"]["median"] / 1000.0)
+    )
+    order = []
+    both = benchmarking.time_interleaved(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+        batch=1,
+        repeats=3,
+        min_time_s=1e-9,
+        warmup=1,
+    )
+    # Warm-up and calibration first (a a b b), then timed runs alternate.
+    assert order[4:] == ["a", "b"] * 3
+    assert sorted(both) == ["a", "b"] and len(both["a"]["images_per_s"]["runs"]) == 3
+
+
+@pytest.mark.slow
+def test_training_section(tmp_path):
+    report = _run_bench(tmp_path, "--sections=training", "--noxla")
+    training = report["training"]
+    for key in ("teacher_step_semseg", "teacher_step_depth", "amalgamation_step"):
+        _assert_timing(training[key], 2)
+        assert training[key]["total_s"] > 0
+    assert "teacher_step_semseg_xla" not in training
+    pipeline = training["input_pipeline"]
+    assert pipeline["dataset"] == "transfer/make_dataset"
+    _assert_timing(pipeline, 2)
+    assert training["input_pipeline_vs_amalgamation_step"] == pytest.approx(
+        pipeline["images_per_s"]["median"] / training["amalgamation_step"]["images_per_s"]["median"]
+    )
+
+
+@pytest.mark.slow
+def test_inference_every_runtime(tmp_path):
+    report = _run_bench(tmp_path, "--sections=inference")
+    runs = report["inference"]["runs"]
+    assert sorted(runs) == sorted(
+        ["keras", "saved_model", "tflite_1_thread", "tflite_2_threads", "onnx"]
+    )
+    for row in ("keras", "saved_model", "onnx"):
+        for group in ("student", "teachers"):
+            for batch in (1, 2):
+                _assert_timing(runs[row][group][f"batch_{batch}"], batch)
+    for row in ("tflite_1_thread", "tflite_2_threads"):
+        for group in ("student", "teachers"):
+            _assert_timing(runs[row][group]["batch_1"], 1)
+            assert "batch 1 only" in runs[row][group]["batch_2"]["skipped"]
+    speedups = report["inference"]["student_vs_teachers_speedup"]
+    assert speedups["onnx"]["batch_2"] > 0 and speedups["tflite_1_thread"]["batch_1"] > 0
+
+
+@pytest.mark.slow
+def test_compare_pytorch(tmp_path):
+    report = _run_bench(tmp_path, "--sections=machine", "--matmul_size=128", "--compare_pytorch")
+    torch_part = report["pytorch"]
+    assert torch_part["threads"]["torch_intra_op"] == torch_part["threads"]["tf_intra_op"]
+    params = torch_part["params_trainable"]
+    assert params["keras"] == params["pytorch"]
+    for framework in ("keras", "pytorch"):
+        _assert_timing(torch_part["training_step"][framework], 2)
+        for batch in (1, 2):
+            _assert_timing(torch_part["inference"][f"batch_{batch}"][framework], batch)
+    ratios = torch_part["tf_vs_pytorch"]
+    assert ratios["training_step"] == pytest.approx(
+        torch_part["training_step"]["keras"]["images_per_s"]["median"]
+        / torch_part["training_step"]["pytorch"]["images_per_s"]["median"]
+    )
+    assert ratios["inference_batch_1"] > 0 and ratios["inference_batch_2"] > 0

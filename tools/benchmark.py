@@ -1,41 +1,126 @@
 """Benchmarks of ka_tf, by section; prints a table and writes JSON.
 
 Usage:
-    python tools/benchmark.py --sections=synth [--output=bench.json]
+    python tools/benchmark.py --gin_file=gin/demo.gin --output=bench.json \\
+        [--image_size=H,W] [--batch_size=B] --sections=inference,training,machine[,synth] \\
+        [--compare_pytorch] [--demo] [--student=s.keras --teachers=a.keras,b.keras]
 
-Each section is a function returning a JSON-able dict of measurements; add one by
-writing ``def bench_<name>() -> dict`` and listing it in :data:`SECTIONS`.
+Models: by default the teachers are built from the gin configuration with fresh
+weights (speed does not depend on weights): the ``build_teacher`` bindings of
+``--model_gin`` (parsed first) and ``--gin_file`` (parsed after it), one teacher per
+task of the ``TEACHERS`` macro, ``NUM_CLASSES`` classes. The student is a ka_tf
+TargetNet assembled from them as the amalgamation does, branching at
+``--branch_points`` (the demo's choice, semseg:1,depth:1). ``--student`` and
+``--teachers`` load ``.keras`` files instead. ``--image_size`` and ``--batch_size``
+default to the gin macros ``IMAGE_SIZE`` and ``BATCH_SIZE`` (and are bound back into
+gin, so the input pipeline reads the same size). Everything runs in float32.
+
+Every figure is the median, min and max over ``--repeats`` timed runs after a warm-up;
+one timed run repeats its call until it lasts ``--min_time_s`` (``calls_per_repeat``).
+TensorFlow (and PyTorch, ONNX Runtime) use ``--threads`` threads (default: all cores).
 Sections:
 
-- ``synth``: synthetic-data rendering throughput (frames/s) at
-  ``--synth_height`` x ``--synth_width`` with ``--synth_workers`` processes: the
-  median and spread over ``--repeats`` timed runs of ``--synth_frames`` frames each,
-  after a warm-up that starts the workers and renders one chunk per worker.
-  Rendering includes the layout, pybullet, labels, depth and normals; not the
-  TFRecord encoding and writing.
+- ``inference``: images/s and latency (per batch) of the student and of the two
+  teachers run one after the other, in each of ``--formats``: ``keras`` (a
+  ``tf.function``-wrapped model call), ``saved_model`` (``serving_default``, uint8
+  input), ``tflite`` (LiteRT with 1 and with 2 threads; the files take batch 1 only)
+  and ``onnx`` (ONNX Runtime CPU), at batch 1 and batch B. The artifacts come from
+  ``ka_tf.export.export_model`` (exported outputs include argmax and softmax).
+  ``student_vs_teachers_speedup`` per runtime and batch = teachers' latency /
+  student's. Per model: parameters, conv MACs and FLOPs (= 2 x conv MACs, counted
+  analytically from the Keras Conv2D layers; see ``ka_tf.benchmarking``).
+- ``training``: images/s of the supervised teacher step (``train_on_batch`` of the
+  compiled teacher, the gin optimizer, task loss ``ce``/``log_l1``) per teacher, and of
+  the amalgamation step (``Amalgamator`` in ``finetune`` mode, flip-averaged targets),
+  each also with ``jit_compile=True`` (XLA; the error is recorded where it fails); the
+  input pipeline alone (``transfer/make_dataset``, images/s; it renders the synthetic
+  data on first use).
+- ``machine``: float32 GFLOP/s of a ``--matmul_size`` square ``tf.linalg.matmul`` (the
+  CPU's practical ceiling) and the student forward's achieved GFLOP/s at batch B, as a
+  fraction of it.
+- ``synth``: synthetic-data rendering throughput (frames/s) at ``--synth_height`` x
+  ``--synth_width`` with ``--synth_workers`` processes over ``--synth_frames`` frames,
+  after a warm-up that starts the workers. Rendering includes the layout, pybullet,
+  labels, depth and normals; not the TFRecord encoding and writing.
+
+``--compare_pytorch`` adds ``pytorch``: the same SegNet (semseg teacher: arch, width,
+classes, batch, image size) in PyTorch (``benchmarks/pytorch_reference.py``) timed
+alternately with the Keras one (repeats interleaved): an SGD training step and an
+eval forward at batch 1 and B; ``tf_vs_pytorch`` = Keras images/s / PyTorch images/s
+(> 1: ka_tf faster). ``--demo`` runs ``tools/demo.py`` in a temporary run directory and
+records ``demo_wall_s``. Each section records ``peak_rss_mb`` (getrusage: the
+process's peak so far, so it includes the sections before it) and ``wall_s``.
+
+A runtime that is not installed or a format that does not export is a row
+``{"skipped": "<reason>"}``, never a zero. Add a section by writing
+``def bench_<name>(setup) -> dict`` and listing it in :data:`SECTIONS`.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from absl import flags
 
 from ka_tf import cli
+from ka_tf.config import define_gin_flags
 from ka_tf.errors import ConfigError
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL_SECTIONS = ("inference", "training", "machine")
+DEFAULT_GIN = "gin/demo.gin"
+
+define_gin_flags()
 flags.DEFINE_list(
     "sections",
-    ["synth"],
-    "Comma-separated sections to run; see --help for the list (currently: synth).",
+    list(MODEL_SECTIONS),
+    "Comma-separated sections to run: inference, training, machine, synth.",
 )
 flags.DEFINE_string("output", None, "Optional JSON file for the results (written atomically).")
 flags.DEFINE_integer("repeats", 3, "Timed repeats per measurement (after a warm-up), >= 1.")
+flags.DEFINE_float(
+    "min_time_s",
+    0.5,
+    "Minimum length of one timed repeat, in seconds (> 0): a call is "
+    "repeated until it lasts this long.",
+)
+flags.DEFINE_integer("warmup", 1, "Untimed calls before timing each measurement, >= 1.")
+flags.DEFINE_integer(
+    "threads", 0, "Intra- and inter-op threads of TF/PyTorch/ONNX Runtime; 0 = all cores."
+)
+flags.DEFINE_string(
+    "model_gin",
+    "gin/models/segnet_vgg16_w0.125.gin",
+    "Gin file with the teachers' build_teacher settings, parsed before --gin_file (whose "
+    "bindings win); '' to rely on --gin_file alone.",
+)
+flags.DEFINE_list("image_size", None, "H,W (multiples of 32); default: gin IMAGE_SIZE.")
+flags.DEFINE_integer("batch_size", None, "Batch B; default: gin BATCH_SIZE.")
+flags.DEFINE_string("student", None, "A student .keras file (default: built, fresh weights).")
+flags.DEFINE_list("teachers", None, "Teacher .keras files (default: built from gin).")
+flags.DEFINE_list(
+    "branch_points", ["semseg:1", "depth:1"], "TASK:INDEX branch points of the built student."
+)
+flags.DEFINE_list(
+    "formats", ["keras", "saved_model", "tflite", "onnx"], "inference: runtimes to time."
+)
+flags.DEFINE_boolean(
+    "xla", True, "training: also time each step with jit_compile=True (compiling takes minutes)."
+)
+flags.DEFINE_integer("matmul_size", 2048, "machine: side of the square matmul, >= 64.")
+flags.DEFINE_boolean("compare_pytorch", False, "Also time the same SegNet in PyTorch.")
+flags.DEFINE_boolean("demo", False, "Also run tools/demo.py and record demo_wall_s.")
+flags.DEFINE_multi_string(
+    "demo_bindings", [], "--demo: gin bindings passed to tools/demo.py (repeatable)."
+)
 flags.DEFINE_integer("synth_frames", 48, "synth: frames per timed repeat, >= 1.")
 flags.DEFINE_integer("synth_height", 128, "synth: image height (multiple of 32).")
 flags.DEFINE_integer("synth_width", 256, "synth: image width (multiple of 32).")
@@ -44,22 +129,395 @@ flags.DEFINE_enum("synth_scene", "street", ["street", "indoor"], "synth: scene t
 FLAGS = flags.FLAGS
 
 
+@dataclass
+class Setup:
+    """What the model sections share: sizes, timing options, models and their sources."""
+
+    image_size: tuple[int, int]
+    batch_size: int
+    repeats: int
+    min_time_s: float
+    warmup: int
+    threads: int
+    teachers: dict[str, Any] = field(default_factory=dict)
+    student: Any = None
+    sources: dict[str, str] = field(default_factory=dict)
+    gin_files: list[str] = field(default_factory=list)
+    thread_report: dict[str, int] = field(default_factory=dict)
+
+    def timing(self) -> dict[str, Any]:
+        """The keyword arguments of ``time_calls``."""
+        return {"repeats": self.repeats, "min_time_s": self.min_time_s, "warmup": self.warmup}
+
+
 def _spread(values: list[float]) -> dict[str, Any]:
+    from ka_tf.benchmarking import spread
+
+    return spread(values)
+
+
+# --- set-up --------------------------------------------------------------------------------
+
+
+def _gin_macro(name: str, default: Any = None) -> Any:
+    import gin
+
+    try:
+        return gin.query_parameter(f"%{name}")
+    except ValueError:
+        return default
+
+
+def _parse_image_size() -> tuple[int, int] | None:
+    if not FLAGS.image_size:
+        return None
+    try:
+        size = tuple(int(v) for v in FLAGS.image_size)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or any(v <= 0 or v % 32 for v in size):
+        raise ConfigError(
+            f"--image_size must be H,W with both positive multiples of 32. Received: "
+            f"--image_size={','.join(FLAGS.image_size)}."
+        )
+    return size  # type: ignore[return-value]
+
+
+def build_setup() -> Setup:
+    """Parses gin, resolves sizes and builds (or loads) the teachers and the student."""
+    from ka_tf.config import parse_gin_config
+
+    size = _parse_image_size()
+    if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
+        raise ConfigError(f"--batch_size must be >= 1. Received: --batch_size={FLAGS.batch_size}.")
+    gin_files = list(FLAGS.gin_file) or [DEFAULT_GIN]
+    if FLAGS.model_gin:
+        gin_files = [FLAGS.model_gin, *gin_files]
+    bindings = list(FLAGS.gin_bindings)
+    if size:
+        bindings.append(f"IMAGE_SIZE = ({size[0]}, {size[1]})")
+    if FLAGS.batch_size:
+        bindings.append(f"BATCH_SIZE = {FLAGS.batch_size}")
+    parse_gin_config(gin_files, bindings, FLAGS.gin_search_paths)
+    size = size or tuple(_gin_macro("IMAGE_SIZE", (64, 128)))
+    setup = Setup(
+        image_size=(int(size[0]), int(size[1])),
+        batch_size=int(FLAGS.batch_size or _gin_macro("BATCH_SIZE", 8)),
+        repeats=FLAGS.repeats,
+        min_time_s=FLAGS.min_time_s,
+        warmup=FLAGS.warmup,
+        threads=FLAGS.threads or os.cpu_count() or 1,
+        gin_files=gin_files,
+    )
+    _load_models(setup)
+    return setup
+
+
+def _load_models(setup: Setup) -> None:
+    from ka_tf import benchmarking
+    from ka_tf.amalgamation.student_builder import check_teacher
+    from ka_tf.evaluation import load_model_file
+
+    if FLAGS.teachers:
+        for path in FLAGS.teachers:
+            model = load_model_file(path)
+            for task in getattr(model, "tasks", ()):
+                check_teacher(task, model, path)
+                setup.teachers[task] = model
+                setup.sources[f"teacher_{task}"] = path
+    else:
+        tasks = list(_gin_macro("TEACHERS", None) or benchmarking.DEFAULT_BRANCH_POINTS)
+        num_classes = _gin_macro("NUM_CLASSES", None)
+        setup.teachers = benchmarking.build_teachers_from_gin(tasks, num_classes)
+        for task in tasks:
+            setup.sources[f"teacher_{task}"] = "built from gin (fresh weights)"
+    if FLAGS.student:
+        setup.student = load_model_file(FLAGS.student)
+        setup.sources["student"] = FLAGS.student
+    else:
+        points = benchmarking.parse_branch_points(FLAGS.branch_points)
+        setup.student = benchmarking.build_student(setup.teachers, points)
+        setup.sources["student"] = (
+            f"TargetNet built from the teachers, branch points {setup.student.branch_points} "
+            f"(fresh weights)"
+        )
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def _images(batch: int, size: tuple[int, int], seed: int = 0):
+    import numpy as np
+
+    return np.random.default_rng(seed).uniform(0, 255, (batch, *size, 3)).astype(np.float32)
+
+
+def _batches(setup: Setup) -> list[int]:
+    return sorted({1, setup.batch_size})
+
+
+def _speedups(runs: dict[str, Any]) -> dict[str, Any]:
+    from ka_tf.benchmarking import median_of, ratio
+
+    speedups = {}
+    for row, groups in runs.items():
+        student, teachers = groups.get("student", {}), groups.get("teachers", {})
+        if "skipped" in groups or "skipped" in student or "skipped" in teachers:
+            continue
+        speedups[row] = {
+            key: ratio(
+                median_of(teachers[key], "latency_ms"), median_of(student[key], "latency_ms")
+            )
+            for key in student
+            if median_of(student[key], "latency_ms")
+            and median_of(teachers.get(key, {}), "latency_ms")
+        }
+    return speedups
+
+
+def bench_inference(setup: Setup) -> dict[str, Any]:
+    """Student vs the two teachers in turn, per runtime and batch (see the module docstring)."""
+    from ka_tf import benchmarking
+
+    teacher_names = {f"teacher_{task}": model for task, model in setup.teachers.items()}
+    models = {"student": setup.student, **teacher_names}
+    summaries = {
+        name: benchmarking.model_summary(model, setup.image_size, setup.sources[name])
+        for name, model in models.items()
+    }
+    summaries["teachers"] = {
+        key: sum(summaries[name][key] for name in teacher_names)
+        for key in ("params", "conv_macs", "flops")
+        if all(key in summaries[name] for name in teacher_names)
+    }
+    groups = {"student": ["student"], "teachers": list(teacher_names)}
+    images = {batch: _images(batch, setup.image_size) for batch in _batches(setup)}
+    runs: dict[str, Any] = {}
+    formats = list(dict.fromkeys(FLAGS.formats))
+    if "keras" in formats:
+        runs["keras"] = {
+            group: {
+                f"batch_{b}": benchmarking.time_calls(
+                    benchmarking.keras_forward([models[n] for n in names], images[b]),
+                    b,
+                    **setup.timing(),
+                )
+                for b in images
+            }
+            for group, names in groups.items()
+        }
+    exported = [f for f in formats if f != "keras"]
+    if exported:
+        with tempfile.TemporaryDirectory(prefix="ka_tf_bench_") as tmp:
+            paths, unavailable, failed = benchmarking.export_artifacts(
+                models, exported, setup.image_size, tmp
+            )
+            for fmt in exported:
+                rows = [(f"tflite_{n}_thread{'s' if n > 1 else ''}", n) for n in (1, 2)]
+                if fmt != "tflite":
+                    rows = [(fmt, setup.threads)]
+                for row, threads in rows:
+                    if fmt in unavailable:
+                        runs[row] = {"skipped": unavailable[fmt]}
+                        continue
+                    runs[row] = {}
+                    for group, names in groups.items():
+                        runs[row][group] = _time_runtime(
+                            fmt, names, paths, failed, images, threads, setup
+                        )
     return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "runs": values,
+        "image_size": list(setup.image_size),
+        "batch_size": setup.batch_size,
+        "threads": setup.threads,
+        "models": summaries,
+        "student_vs_teachers_params": benchmarking.ratio(
+            summaries["student"]["params"], summaries["teachers"].get("params")
+        ),
+        "student_vs_teachers_speedup": _speedups(runs),
+        "runs": runs,
     }
 
 
-def bench_synth() -> dict[str, Any]:
+def _time_runtime(fmt, names, paths, failed, images, threads, setup) -> dict[str, Any]:
+    from ka_tf import benchmarking
+
+    reasons = [failed[n] for n in names if n in failed]
+    if reasons:
+        return {"skipped": reasons[0]}
+    batches = [1] if fmt == "tflite" else list(images)
+    result = {}
+    for b in batches:
+        try:
+            call = benchmarking.runtime_call(
+                fmt, [paths[n][fmt] for n in names], images[b], threads
+            )
+            result[f"batch_{b}"] = benchmarking.time_calls(call, b, **setup.timing())
+        except Exception as error:  # a runtime that cannot run the file is a skipped row
+            result[f"batch_{b}"] = {"skipped": benchmarking.short_error("run failed", error)}
+    if fmt == "tflite" and setup.batch_size != 1:
+        result[f"batch_{setup.batch_size}"] = {"skipped": "TFLite files take batch 1 only"}
+    return result
+
+
+def _supervised_call(teacher, task: str, batch: int, setup: Setup, jit_compile: bool):
+    import numpy as np
+    import tensorflow as tf
+
+    from ka_tf import benchmarking
+    from ka_tf.losses import build_loss
+    from ka_tf.optim import build_optimizer
+
+    model = benchmarking.clone_model(teacher)
+    model.trainable = True
+    loss = {"semseg": "ce", "depth": "log_l1", "normals": "cosine"}[task]
+    model.compile(
+        optimizer=build_optimizer(total_steps=10_000),
+        loss={task: build_loss(task, loss)},
+        jit_compile=jit_compile,
+    )
+    rng = np.random.default_rng(1)
+    height, width = setup.image_size
+    if task == "semseg":
+        target = rng.integers(0, model.num_classes, (batch, height, width)).astype(np.int32)
+    elif task == "depth":
+        target = rng.uniform(1.0, 50.0, (batch, height, width)).astype(np.float32)
+    else:
+        target = rng.normal(size=(batch, height, width, 3)).astype(np.float32)
+        target /= np.linalg.norm(target, axis=-1, keepdims=True)
+    x = tf.constant(_images(batch, setup.image_size))
+    y = {task: tf.constant(target)}
+    return lambda: model.train_on_batch(x, y)
+
+
+def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool):
+    import tensorflow as tf
+
+    from ka_tf import benchmarking
+    from ka_tf.amalgamation.amalgamator import Amalgamator
+    from ka_tf.amalgamation.run import distillation_losses
+    from ka_tf.optim import build_optimizer
+
+    teachers = {task: benchmarking.clone_model(t) for task, t in setup.teachers.items()}
+    amalgamator = Amalgamator(
+        benchmarking.clone_model(setup.student),
+        teachers,
+        distillation_losses(tuple(teachers)),
+        mode="finetune",
+        flip_average_targets=True,
+    )
+    amalgamator.compile(optimizer=build_optimizer(total_steps=10_000), jit_compile=jit_compile)
+    images = tf.constant(_images(batch, setup.image_size))
+    amalgamator.prepare(images)
+    return lambda: amalgamator.train_on_batch(images)
+
+
+def _timed_or_error(make: Callable[[], Callable[[], Any]], batch: int, setup: Setup) -> dict:
+    from ka_tf import benchmarking
+
+    started = time.perf_counter()
+    try:
+        call = make()
+        result = benchmarking.time_calls(call, batch, **setup.timing())
+    except Exception as error:  # e.g. an op XLA cannot compile: recorded, not fatal
+        result = {"error": benchmarking.short_error("failed", error, limit=600)}
+    # Building, compiling, tracing and the warm-up included.
+    result["total_s"] = time.perf_counter() - started
+    return result
+
+
+def _pipeline_call(batch: int):
+    import gin
+
+    from ka_tf.data.pipeline import make_dataset
+
+    for scope in ("transfer", "labelled_train"):
+        try:
+            with gin.config_scope(scope):
+                dataset = make_dataset()
+        except TypeError:  # this gin file does not configure that dataset
+            continue
+        iterator = iter(dataset)
+        return scope, lambda it=iterator: next(it)
+    raise ConfigError("no transfer/ or labelled_train/make_dataset in the gin configuration")
+
+
+def bench_training(setup: Setup) -> dict[str, Any]:
+    """Teacher and amalgamation steps (plain and XLA) and the input pipeline alone."""
+    from ka_tf import benchmarking
+
+    batch = setup.batch_size
+    result: dict[str, Any] = {"batch_size": batch, "image_size": list(setup.image_size)}
+    variants = [("", False)] + ([("_xla", True)] if FLAGS.xla else [])
+    for task, teacher in setup.teachers.items():
+        for suffix, jit in variants:
+            result[f"teacher_step_{task}{suffix}"] = _timed_or_error(
+                lambda t=teacher, k=task, j=jit: _supervised_call(t, k, batch, setup, j),
+                batch,
+                setup,
+            )
+    for suffix, jit in variants:
+        result[f"amalgamation_step{suffix}"] = _timed_or_error(
+            lambda j=jit: _amalgamation_call(setup, batch, j), batch, setup
+        )
+    try:
+        scope, call = _pipeline_call(batch)
+        result["input_pipeline"] = {
+            "dataset": f"{scope}/make_dataset",
+            **benchmarking.time_calls(call, batch, **setup.timing()),
+        }
+    except Exception as error:  # no synthetic data / no dataset in this gin
+        result["input_pipeline"] = {"skipped": benchmarking.short_error("unavailable", error)}
+    result["input_pipeline_vs_amalgamation_step"] = benchmarking.ratio(
+        benchmarking.median_of(result["input_pipeline"]),
+        benchmarking.median_of(result["amalgamation_step"]),
+    )
+    return result
+
+
+def bench_machine(setup: Setup) -> dict[str, Any]:
+    """The CPU's float32 matmul GFLOP/s and the student forward's share of it."""
+    import tensorflow as tf
+
+    from ka_tf import benchmarking
+
+    n = FLAGS.matmul_size
+    if n < 64:
+        raise ConfigError(f"--matmul_size must be >= 64. Received: --matmul_size={n}.")
+    a = tf.random.stateless_normal([n, n], seed=[1, 2])
+    b = tf.random.stateless_normal([n, n], seed=[3, 4])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    timing = benchmarking.time_calls(lambda: matmul().numpy(), 1, **setup.timing())
+    gflop = 2.0 * n**3 / 1e9
+    peak = [gflop / (ms / 1000.0) for ms in timing["latency_ms"]["runs"]]
+    batch = setup.batch_size
+    forward = benchmarking.time_calls(
+        benchmarking.keras_forward([setup.student], _images(batch, setup.image_size)),
+        batch,
+        **setup.timing(),
+    )
+    macs = benchmarking.conv_macs(setup.student, setup.image_size)
+    achieved = [2.0 * macs * batch / 1e9 / (ms / 1000.0) for ms in forward["latency_ms"]["runs"]]
+    return {
+        "matmul_size": n,
+        "threads": setup.threads,
+        "matmul_gflops": _spread(peak),
+        "student_forward": {"batch": batch, "flops_per_image": 2 * macs, **forward},
+        "student_forward_gflops": _spread(achieved),
+        "student_fraction_of_matmul_peak": _spread(
+            [x / p for x, p in zip(achieved, peak, strict=True)]
+        ),
+        "flops_counting": "2 x conv MACs, analytic from the Keras Conv2D layers",
+    }
+
+
+def bench_synth(setup: Setup | None = None) -> dict[str, Any]:
     """Rendering throughput of the synthetic benchmark (frames/s)."""
     import multiprocessing
 
     from ka_tf.data.synth.config import resolve_scene_config
     from ka_tf.data.synth.generate import render_task, validate_request
 
+    del setup
     scene, workers = FLAGS.synth_scene, FLAGS.synth_workers
     height, width, frames = FLAGS.synth_height, FLAGS.synth_width, FLAGS.synth_frames
     validate_request(scene, "val", frames, height, width)
@@ -89,21 +547,159 @@ def bench_synth() -> dict[str, Any]:
     }
 
 
-SECTIONS: dict[str, Callable[[], dict[str, Any]]] = {"synth": bench_synth}
+def bench_pytorch(setup: Setup) -> dict[str, Any]:
+    """The semseg SegNet in Keras and in PyTorch, timed alternately (``tf_vs_pytorch``)."""
+    from ka_tf import benchmarking
+
+    reason = benchmarking.module_missing("torch")
+    if reason:
+        return {"skipped": reason}
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+    from benchmarks import pytorch_reference
+
+    task = "semseg" if "semseg" in setup.teachers else None
+    if task is None:
+        return {"skipped": "no semseg teacher to compare"}
+    teacher = setup.teachers[task]
+    arch = f"segnet_{teacher.arch}{'_bn' if teacher.batch_norm else ''}"
+    options = {
+        "num_classes": teacher.num_classes,
+        "width_multiplier": teacher.width_multiplier,
+        "arch": arch,
+        "channels": teacher.channels,
+        "image_size": setup.image_size,
+    }
+    result: dict[str, Any] = {
+        "model": f"SegNet {arch} width x{teacher.width_multiplier} semseg "
+        f"({teacher.num_classes} classes)",
+        "threads": setup.thread_report,
+        "training_optimizer": "SGD lr 0.01, no momentum (both)",
+        "params_trainable": {
+            "keras": int(sum(int(v.numpy().size) for v in teacher.trainable_variables)),
+            "pytorch": pytorch_reference.parameter_count(
+                pytorch_reference.build_model(
+                    teacher.num_classes, teacher.width_multiplier, arch, teacher.channels
+                )
+            ),
+        },
+    }
+    batch = setup.batch_size
+    keras_step = _keras_sgd_step(teacher, batch, setup)
+    torch_step = pytorch_reference.train_step_call(batch=batch, **options)
+    result["training_step"] = benchmarking.time_interleaved(
+        {"keras": keras_step, "pytorch": torch_step}, batch, **setup.timing()
+    )
+    result["inference"] = {}
+    for b in _batches(setup):
+        keras_forward = benchmarking.keras_forward([teacher], _images(b, setup.image_size))
+        torch_forward = pytorch_reference.inference_call(batch=b, **options)
+        result["inference"][f"batch_{b}"] = benchmarking.time_interleaved(
+            {"keras": keras_forward, "pytorch": torch_forward}, b, **setup.timing()
+        )
+
+    def tf_vs_pytorch(entry: dict) -> float | None:
+        return benchmarking.ratio(
+            benchmarking.median_of(entry["keras"]), benchmarking.median_of(entry["pytorch"])
+        )
+
+    result["tf_vs_pytorch"] = {
+        "training_step": tf_vs_pytorch(result["training_step"]),
+        **{f"inference_{k}": tf_vs_pytorch(v) for k, v in result["inference"].items()},
+    }
+    return result
 
 
-def _print_table(results: dict[str, dict[str, Any]]) -> None:
+def _keras_sgd_step(teacher, batch: int, setup: Setup):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from ka_tf import benchmarking
+    from ka_tf.losses import build_loss
+
+    model = benchmarking.clone_model(teacher)
+    model.trainable = True
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01), loss={model.task: build_loss(model.task, "ce")}
+    )
+    height, width = setup.image_size
+    labels = np.random.default_rng(2).integers(0, model.num_classes, (batch, height, width))
+    x = tf.constant(_images(batch, setup.image_size, seed=1))
+    y = {model.task: tf.constant(labels.astype(np.int32))}
+    return lambda: model.train_on_batch(x, y)
+
+
+def bench_demo(setup: Setup | None = None) -> dict[str, Any]:
+    """Wall time of ``tools/demo.py`` end to end, in a fresh temporary run directory."""
+    del setup
+    with tempfile.TemporaryDirectory(prefix="ka_tf_demo_") as run_dir:
+        command = [sys.executable, "tools/demo.py", f"--run_dir={run_dir}"]
+        command += [f"--gin_bindings={b}" for b in FLAGS.demo_bindings]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+    result: dict[str, Any] = {"demo_wall_s": wall, "returncode": done.returncode}
+    if done.returncode != 0:
+        result["error"] = " ".join(done.stderr.strip().splitlines()[-3:])[-600:]
+    if FLAGS.demo_bindings:
+        result["gin_bindings"] = list(FLAGS.demo_bindings)
+    return result
+
+
+SECTIONS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "inference": bench_inference,
+    "training": bench_training,
+    "machine": bench_machine,
+    "synth": bench_synth,
+}
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _rows(prefix: str, value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, dict) and "median" in value and "runs" in value:
+        return [
+            (
+                prefix,
+                f"{value['median']:.4g} (min {value['min']:.4g}, max {value['max']:.4g})",
+            )
+        ]
+    if isinstance(value, dict):
+        rows = []
+        for key, item in value.items():
+            if key in ("calls_per_repeat", "batch") or (key == "runs" and isinstance(item, list)):
+                continue
+            rows += _rows(f"{prefix}.{key}" if prefix else key, item)
+        return rows
+    return [(prefix, _format_value(value))]
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    """Prints every figure as ``section  key.path  median (min, max)``."""
     rows = []
     for section, result in results.items():
-        for key, value in result.items():
-            if isinstance(value, dict) and "median" in value:
-                text = f"{value['median']:.2f} (min {value['min']:.2f}, max {value['max']:.2f})"
-            else:
-                text = str(value)
-            rows.append((section, key, text))
+        rows += [(section, key, text) for key, text in _rows("", result)]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     for section, key, text in rows:
         print(f"{section:<{widths[0]}}  {key:<{widths[1]}}  {text}")
+
+
+def _run_section(name: str, function: Callable, setup: Any) -> dict[str, Any]:
+    from ka_tf.benchmarking import peak_rss_mb
+
+    started = time.perf_counter()
+    result = function(setup)
+    result["wall_s"] = time.perf_counter() - started
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
 
 
 def main(argv: list[str]) -> int:
@@ -116,17 +712,56 @@ def main(argv: list[str]) -> int:
         )
     if FLAGS.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1. Received: --repeats={FLAGS.repeats}.")
+    if FLAGS.min_time_s <= 0 or FLAGS.warmup < 1 or FLAGS.threads < 0:
+        raise ConfigError(
+            f"--min_time_s must be > 0, --warmup >= 1 and --threads >= 0. Received: "
+            f"--min_time_s={FLAGS.min_time_s}, --warmup={FLAGS.warmup}, "
+            f"--threads={FLAGS.threads}."
+        )
+    from ka_tf.benchmarking import RUNTIMES, parse_branch_points
+
+    bad = [f for f in FLAGS.formats if f not in RUNTIMES]
+    if bad or not FLAGS.formats:
+        raise ConfigError(
+            f"unknown inference format(s) {bad}. Received: --formats={','.join(FLAGS.formats)}. "
+            f"Expected a comma-separated subset of {','.join(RUNTIMES)}."
+        )
+    parse_branch_points(FLAGS.branch_points)
+    _parse_image_size()
     if FLAGS.output and os.path.isdir(FLAGS.output):
         raise ConfigError(f"--output={FLAGS.output} is a directory, expected a JSON file path.")
-    results = {name: SECTIONS[name]() for name in FLAGS.sections}
-    _print_table(results)
+    needs_models = FLAGS.compare_pytorch or any(s in MODEL_SECTIONS for s in FLAGS.sections)
+    setup = None
+    threads: dict[str, Any] = {}
+    if needs_models:
+        from ka_tf.benchmarking import set_threads
+
+        threads = set_threads(FLAGS.threads or os.cpu_count() or 1, FLAGS.compare_pytorch)
+        setup = build_setup()
+        setup.thread_report = threads
+    results = {name: _run_section(name, SECTIONS[name], setup) for name in FLAGS.sections}
+    if FLAGS.compare_pytorch:
+        results["pytorch"] = _run_section("pytorch", bench_pytorch, setup)
+    if FLAGS.demo:
+        results["demo"] = _run_section("demo", bench_demo, setup)
+    print_table(results)
     if FLAGS.output:
         from ka_tf.io_utils import atomic_write_json
 
-        atomic_write_json(
-            FLAGS.output,
-            {"machine": platform.platform(), "python": platform.python_version(), **results},
-        )
+        header: dict[str, Any] = {
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        }
+        if setup is not None:
+            header.update(
+                gin_files=setup.gin_files,
+                image_size=list(setup.image_size),
+                batch_size=setup.batch_size,
+                precision="float32",
+                threads=threads,
+            )
+        atomic_write_json(FLAGS.output, {**header, **results})
         print(f"wrote {FLAGS.output}")
     return 0
 

@@ -1,0 +1,453 @@
+"""Measurements behind ``tools/benchmark.py``: timing, FLOPs, models, and the sections.
+
+Every figure is a wall-clock measurement on this machine, taken as
+``repeats`` timed runs after a warm-up; :func:`time_calls` decides how many calls
+one timed run makes (enough to last ``min_time_s``) and returns the per-call
+latency and the images/s as ``{"median", "min", "max", "runs"}``. When two
+callables are compared (ka_tf vs PyTorch), :func:`time_interleaved` alternates
+their timed runs, so that load from other processes hits both alike.
+
+FLOPs are counted analytically from the Keras layers (:func:`conv_macs`): the
+multiply-accumulates of every ``Conv2D`` (kernel height x width x input channels
+x output channels per output pixel, at the resolution of its block), times 2 for
+FLOPs. BatchNorm, ReLU, pooling, unpooling, the channel-coding gates and the
+output transforms are not counted (well under 1% of the convolutions here).
+
+A runtime or format that is not available is never a zero: its row is a dict
+``{"skipped": "<reason>"}``.
+
+Example:
+    >>> seconds = time_calls(lambda: model(x), batch=8, repeats=3, min_time_s=0.5)
+    >>> seconds["images_per_s"]["median"]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ka_tf.errors import ConfigError
+
+# Runtimes of the inference section, in table order.
+RUNTIMES = ("keras", "saved_model", "tflite", "onnx")
+# Modules a runtime needs (checked before trying it).
+RUNTIME_MODULES = {
+    "saved_model": (),
+    "tflite": ("ai_edge_litert",),
+    "onnx": ("tf2onnx", "onnxruntime"),
+    "keras": (),
+}
+DEFAULT_BRANCH_POINTS = {"semseg": 1, "depth": 1}
+
+
+# --- timing -----------------------------------------------------------------------------
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """``{"median", "min", "max", "runs"}`` of repeated measurements."""
+    values = [float(v) for v in values]
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
+
+
+def _calibrate(fn: Callable[[], Any], min_time_s: float, warmup: int) -> int:
+    """Runs ``fn`` ``warmup`` times, then returns how many calls last ``min_time_s``."""
+    for _ in range(max(1, warmup)):
+        fn()
+    started = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - started, 1e-6)
+    return max(1, math.ceil(min_time_s / once))
+
+
+def _one_repeat(fn: Callable[[], Any], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - started) / calls
+
+
+def _result(seconds: Sequence[float], batch: int, calls: int) -> dict[str, Any]:
+    return {
+        "batch": int(batch),
+        "calls_per_repeat": int(calls),
+        "latency_ms": spread([1000.0 * s for s in seconds]),
+        "images_per_s": spread([batch / s for s in seconds]),
+    }
+
+
+def time_calls(
+    fn: Callable[[], Any], batch: int, repeats: int, min_time_s: float, warmup: int = 1
+) -> dict[str, Any]:
+    """Times ``fn`` (one call = one batch of ``batch`` images).
+
+    Args:
+        fn: The call to time; it must block until its result exists.
+        batch: Images per call.
+        repeats: Timed runs (each ``calls_per_repeat`` calls, at least ``min_time_s``).
+        min_time_s: Minimum duration of one timed run (sets ``calls_per_repeat``).
+        warmup: Untimed calls first (tracing, allocation, caches).
+
+    Returns:
+        ``{"batch", "calls_per_repeat", "latency_ms": spread, "images_per_s": spread}``;
+        latency is per call (per batch).
+    """
+    calls = _calibrate(fn, min_time_s, warmup)
+    return _result([_one_repeat(fn, calls) for _ in range(repeats)], batch, calls)
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    batch: int,
+    repeats: int,
+    min_time_s: float,
+    warmup: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Like :func:`time_calls` for several callables, their timed runs alternating
+    (a, b, a, b, ...) so that a change in machine load affects all of them alike."""
+    calls = {name: _calibrate(fn, min_time_s, warmup) for name, fn in fns.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            seconds[name].append(_one_repeat(fn, calls[name]))
+    return {name: _result(seconds[name], batch, calls[name]) for name in fns}
+
+
+def median_of(entry: Mapping[str, Any], key: str = "images_per_s") -> float | None:
+    """The median of ``entry[key]``, or None for a skipped/failed entry."""
+    value = entry.get(key) if isinstance(entry, Mapping) else None
+    return None if not isinstance(value, Mapping) else float(value["median"])
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or None when either is missing."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+# --- memory -----------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (``getrusage``), in MiB.
+
+    The peak is process-wide and never falls: a section's figure is the peak up to
+    its end, including the sections run before it.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory now, from ``/proc/self/status`` (None where unavailable)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+# --- threads ----------------------------------------------------------------------------
+
+
+def set_threads(threads: int, torch_too: bool = False) -> dict[str, int]:
+    """Sets TensorFlow's (and optionally PyTorch's) intra- and inter-op thread counts.
+
+    Call before TensorFlow runs its first op. Returns what each framework reports.
+    """
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    report = {
+        "tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+        "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+    if torch_too and module_missing("torch") is None:
+        import torch
+
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # already set, or parallel work has started
+            pass
+        report["torch_intra_op"] = torch.get_num_threads()
+        report["torch_inter_op"] = torch.get_num_interop_threads()
+    return report
+
+
+def module_missing(*names: str) -> str | None:
+    """A reason string if any of the modules is not importable, else None."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"not installed: {', '.join(missing)} (pip install -e '.[dev,convert]')"
+    return None
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def parse_branch_points(items: Sequence[str]) -> dict[str, int]:
+    """``["semseg:1", "depth:1"]`` -> ``{"semseg": 1, "depth": 1}``.
+
+    Raises:
+        ConfigError: on a malformed item.
+    """
+    points = {}
+    for item in items:
+        task, _, value = item.partition(":")
+        if not task or not value.strip().isdigit():
+            raise ConfigError(
+                f"bad --branch_points item {item!r}. Expected TASK:INDEX pairs, e.g. "
+                f"--branch_points=semseg:1,depth:1."
+            )
+        points[task.strip()] = int(value)
+    return points
+
+
+def build_teachers_from_gin(tasks: Sequence[str], num_classes: int | None) -> dict[str, Any]:
+    """Fresh teachers from the parsed gin's ``build_teacher`` bindings (random weights)."""
+    from ka_tf.training.teacher import build_teacher
+
+    return {
+        task: build_teacher(task, num_classes=num_classes if task == "semseg" else None)
+        for task in tasks
+    }
+
+
+def build_student(teachers: Mapping[str, Any], branch_points: Mapping[str, int]) -> Any:
+    """A branched TargetNet assembled the way the amalgamation does it.
+
+    A scratch block-wise student and its gates, then
+    :func:`~ka_tf.amalgamation.student_builder.assemble_student` at ``branch_points``
+    (branches and heads copied from the teachers).
+    """
+    from ka_tf.amalgamation.amalgamator import build_coders
+    from ka_tf.amalgamation.student_builder import assemble_student, build_blockwise_student
+
+    blockwise = build_blockwise_student(teachers, init_from="scratch")
+    coders = build_coders(blockwise.candidate_channels(), tuple(teachers))
+    points = {task: int(branch_points.get(task, 1)) for task in teachers}
+    return assemble_student(blockwise, coders, teachers, points)
+
+
+def clone_model(model: Any) -> Any:
+    """A fresh copy of a ka_tf model (same config and weights, its own variables)."""
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _conv_layers_at(layer: Any, scale: int) -> list[tuple[Any, int]]:
+    import keras
+
+    return [
+        (sub, scale)
+        for sub in layer._flatten_layers(include_self=True)
+        if isinstance(sub, keras.layers.Conv2D)
+    ]
+
+
+def _block_scale(name: str) -> int:
+    """Downsampling factor of a SegNet block from its name (``down3`` -> 4, ``up1`` -> 1)."""
+    stem = name.rsplit("_", 1)[-1]
+    for prefix in ("down", "up"):
+        if stem.startswith(prefix) and stem[len(prefix) :].isdigit():
+            return 2 ** (int(stem[len(prefix) :]) - 1)
+    raise ValueError(f"not a SegNet block name: {name!r}")
+
+
+def conv_macs(model: Any, image_size: Sequence[int]) -> int:
+    """Multiply-accumulates of every Conv2D of a ka_tf SegNet/TargetNet for one image.
+
+    Each conv runs at its block's resolution: encoder block ``down{i}`` at
+    ``H / 2**(i-1)``, decoder block ``up{j}`` at ``H / 2**(j-1)``, the heads at full
+    size. MACs of one conv = ``h * w * kh * kw * c_in * c_out``.
+
+    Raises:
+        ValueError: for a model that is not a ka_tf SegNet or TargetNet.
+    """
+    height, width = (int(v) for v in image_size)
+    blocks = list(getattr(model, "encoder_blocks", None) or [])
+    if not blocks or not hasattr(model, "heads"):
+        raise ValueError(f"{type(model).__name__} is not a ka_tf SegNet/TargetNet")
+    decoder = list(getattr(model, "decoder_blocks", []) or [])
+    decoder += list(getattr(model, "trunk_blocks", []) or [])
+    for branch in (getattr(model, "branches", None) or {}).values():
+        decoder += list(branch)
+    convs = []
+    for block in blocks + decoder:
+        convs += _conv_layers_at(block, _block_scale(block.name))
+    for head in model.heads.values():
+        convs += _conv_layers_at(head, 1)
+    total = 0
+    for conv, scale in convs:
+        kh, kw, c_in, c_out = (int(v) for v in conv.kernel.shape)
+        total += (height // scale) * (width // scale) * kh * kw * c_in * c_out
+    return total
+
+
+def model_summary(model: Any, image_size: Sequence[int], source: str) -> dict[str, Any]:
+    """Parameters, conv MACs and FLOPs (= 2 x MACs) of one model for one image."""
+    summary: dict[str, Any] = {"class": type(model).__name__, "source": source}
+    summary["params"] = int(model.count_params())
+    try:
+        macs = conv_macs(model, image_size)
+        summary["conv_macs"] = macs
+        summary["flops"] = 2 * macs
+    except ValueError as error:
+        summary["flops_skipped"] = str(error)
+    return summary
+
+
+# --- inference ---------------------------------------------------------------------------
+
+
+def keras_forward(models: Sequence[Any], images: Any) -> Callable[[], Any]:
+    """A call running each model's ``tf.function``-wrapped forward in turn, to numpy."""
+    import tensorflow as tf
+
+    functions = [
+        tf.function(lambda x, m=model: m(x, training=False), autograph=False) for model in models
+    ]
+    tensor = tf.constant(images, tf.float32)
+
+    def run() -> list:
+        return [tf.nest.map_structure(lambda t: t.numpy(), fn(tensor)) for fn in functions]
+
+    return run
+
+
+def export_artifacts(
+    models: Mapping[str, Any], formats: Sequence[str], image_size: Sequence[int], out_dir: str
+) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str]]:
+    """Exports each model with :func:`ka_tf.export.export_model` into ``out_dir/<name>``.
+
+    Args:
+        models: Artifact name -> float32 ka_tf model.
+        formats: Runtimes wanted (``keras`` needs no export and is ignored).
+        image_size: ``(H, W)`` of the exported input.
+        out_dir: An empty directory.
+
+    Returns:
+        ``(name -> {format -> path}, format -> reason it is unavailable,
+        name -> reason its export failed)``.
+    """
+    from ka_tf.export import export_model
+    from ka_tf.export.exporter import tflite_filename
+
+    wanted = [f for f in formats if f != "keras"]
+    unavailable = {}
+    for fmt in wanted:
+        reason = module_missing(*RUNTIME_MODULES[fmt])
+        if reason:
+            unavailable[fmt] = reason
+    usable = [f for f in wanted if f not in unavailable]
+    paths: dict[str, dict[str, str]] = {name: {} for name in models}
+    failed: dict[str, str] = {}
+    if not usable:
+        return paths, unavailable, failed
+    for name, model in models.items():
+        directory = os.path.join(out_dir, name)
+        try:
+            export_model(model, directory, formats=usable, image_size=image_size, name=name)
+        except Exception as error:  # any export failure is a skipped row
+            failed[name] = short_error("export failed", error)
+            continue
+        paths[name] = {
+            "saved_model": os.path.join(directory, "saved_model", "1"),
+            "tflite": os.path.join(directory, tflite_filename("none", name)),
+            "onnx": os.path.join(directory, f"{name}.onnx"),
+        }
+    return paths, unavailable, failed
+
+
+def short_error(what: str, error: BaseException, limit: int = 400) -> str:
+    """``"<what>: <ErrorType>: <first words of the message>"`` on one line."""
+    message = " ".join(str(error).split())
+    return f"{what}: {type(error).__name__}: {message}"[:limit]
+
+
+def runtime_call(
+    fmt: str, paths: Sequence[str], images: np.ndarray, threads: int
+) -> Callable[[], Any]:
+    """A call running the exported models in ``paths`` in turn, in runtime ``fmt``.
+
+    ``saved_model``: the ``serving_default`` signature on uint8 images. ``tflite``:
+    the LiteRT interpreter with ``threads`` threads, one image per invoke (the files
+    take batch 1). ``onnx``: ONNX Runtime (CPU) with ``threads`` intra-op threads.
+    """
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        from ka_tf.export.runtimes import SavedModelRunner
+
+        runners = [SavedModelRunner(path) for path in paths]
+        tensor = tf.constant(np.clip(np.round(images), 0, 255).astype(np.uint8))
+
+        def run() -> list:
+            return [
+                {k: v.numpy() for k, v in runner.signature(images=tensor).items()}
+                for runner in runners
+            ]
+
+        run.keep = runners  # type: ignore[attr-defined]  # the loaded objects must live
+        return run
+    if fmt == "tflite":
+        from ka_tf.export.runtimes import TFLiteRunner
+
+        tflite = [TFLiteRunner(path, num_threads=threads) for path in paths]
+        return lambda: [runner(images) for runner in tflite]
+    if fmt == "onnx":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        sessions = [
+            onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            for path in paths
+        ]
+        feeds = [{s.get_inputs()[0].name: images.astype(np.float32)} for s in sessions]
+        return lambda: [s.run(None, feed) for s, feed in zip(sessions, feeds, strict=True)]
+    raise ConfigError(f"unknown runtime {fmt!r}. Expected one of {RUNTIMES}.")
+
+
+__all__ = [
+    "DEFAULT_BRANCH_POINTS",
+    "RUNTIMES",
+    "build_student",
+    "build_teachers_from_gin",
+    "clone_model",
+    "conv_macs",
+    "current_rss_mb",
+    "export_artifacts",
+    "keras_forward",
+    "median_of",
+    "model_summary",
+    "module_missing",
+    "parse_branch_points",
+    "peak_rss_mb",
+    "ratio",
+    "runtime_call",
+    "set_threads",
+    "short_error",
+    "spread",
+    "time_calls",
+    "time_interleaved",
+]
