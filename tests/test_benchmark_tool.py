@@ -231,3 +231,20 @@ def test_compare_pytorch(tmp_path):
         / torch_part["training_step"]["pytorch"]["images_per_s"]["median"]
     )
     assert ratios["inference_batch_1"] > 0 and ratios["inference_batch_2"] > 0
+
+
+@pytest.mark.slow
+def test_demo_failure_is_recorded_with_its_wall_time(tmp_path):
+    """--demo runs tools/demo.py; a failing demo (bad binding) is recorded, not hidden."""
+    report = _run_bench(
+        tmp_path,
+        "--sections=synth",
+        "--synth_frames=2",
+        "--synth_height=32",
+        "--synth_width=64",
+        "--demo",
+        "--demo_bindings=NO_SUCH = @x",
+    )
+    demo = report["demo"]
+    assert demo["demo_wall_s"] > 0 and demo["returncode"] != 0
+    assert demo["error"] and demo["gin_bindings"] == ["NO_SUCH = @x"]

@@ -3,7 +3,8 @@
 Usage:
     python tools/benchmark.py --gin_file=gin/demo.gin --output=bench.json \\
         [--image_size=H,W] [--batch_size=B] --sections=inference,training,machine[,synth] \\
-        [--compare_pytorch] [--demo] [--student=s.keras --teachers=a.keras,b.keras]
+        [--compare_pytorch] [--demo [--demo_bindings=...]] [--noxla] \\
+        [--student=s.keras --teachers=a.keras,b.keras] [--formats=keras,saved_model,...]
 
 Models: by default the teachers are built from the gin configuration with fresh
 weights (speed does not depend on weights): the ``build_teacher`` bindings of
@@ -32,7 +33,9 @@ Sections:
 - ``training``: images/s of the supervised teacher step (``train_on_batch`` of the
   compiled teacher, the gin optimizer, task loss ``ce``/``log_l1``) per teacher, and of
   the amalgamation step (``Amalgamator`` in ``finetune`` mode, flip-averaged targets),
-  each also with ``jit_compile=True`` (XLA; the error is recorded where it fails); the
+  each also with ``jit_compile=True`` (XLA; the error is recorded where it fails;
+  ``--noxla`` leaves it out, compiling takes minutes); ``total_s`` includes building,
+  compiling and warm-up. The
   input pipeline alone (``transfer/make_dataset``, images/s; it renders the synthetic
   data on first use).
 - ``machine``: float32 GFLOP/s of a ``--matmul_size`` square ``tf.linalg.matmul`` (the
