@@ -64,7 +64,62 @@ def _multi_worker(devices: list[str] | None) -> tf.distribute.Strategy:
             f'with "cluster": {{"worker": [...]}} and "task": {{"type", "index"}}. '
             f"Received: TF_CONFIG={raw}"
         ) from error
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    _patch_keras_for_multi_worker()
+    return strategy
+
+
+def _patch_keras_for_multi_worker() -> None:
+    """Lets Keras 3 ``fit``/``evaluate`` run under ``MultiWorkerMirroredStrategy``.
+
+    Two bugs of Keras 3.15's TensorFlow trainer with several workers
+    (keras-team/keras#20329, #20585), fixed here by replacing two of its private
+    functions, once, only when a multi-worker strategy is made:
+
+    - Before building, it ``strategy.reduce("MEAN", batch)``s one distributed batch
+      only to learn its shapes and dtypes: with several workers that is a collective
+      over the whole structure, which fails for dict batches ("Attempt to convert a
+      value ({'image': PerReplica...}) ... to a Tensor") and would average uint8
+      images. The replacement reads the first local replica's values: same shapes and
+      dtypes, no communication.
+    - After each step it reduces the logged scalars with ``strategy.reduce("MEAN", v,
+      axis=0)``, which fails on scalars ("Invalid reduction dimension 0 for input
+      with 0 dimensions"). The replacement averages over replicas (``axis=None``),
+      what the single-worker path computes, so every worker logs the same values
+      (and the non-finite guard stops all workers at the same step).
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    cls = tf_trainer.TensorFlowTrainer
+    if getattr(cls, "_ka_tf_multi_worker_patch", False):
+        return
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda x: self.distribute_strategy.experimental_local_results(x)[0],
+                    batch,
+                )
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original_reduce(values, strategy, reduction)
+
+    cls._maybe_symbolic_build = _maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    cls._ka_tf_multi_worker_patch = True
 
 
 def _auto(devices: list[str] | None) -> tf.distribute.Strategy:
@@ -111,6 +166,21 @@ def get_strategy(name: str = "auto", devices: list[str] | None = None) -> tf.dis
         strategy.num_replicas_in_sync,
     )
     return strategy
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` (one process per worker)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def sync_workers(strategy: tf.distribute.Strategy) -> None:
+    """Waits until every worker of a multi-worker run gets here (no-op otherwise).
+
+    Called when a tool is done, so that no worker exits while the chief is still
+    writing (an early exit shows up on the others as an unhealthy task).
+    """
+    if is_multi_worker(strategy):
+        strategy.reduce("SUM", strategy.run(lambda: tf.ones([])), axis=None)
 
 
 def cpu_has_fast_bfloat16() -> bool:

@@ -11,14 +11,26 @@ the chosen blocks, end-to-end fine-tuning. Writes checkpoints/, logs/
 (TensorBoard), config.gin, operative_config.gin, student.keras,
 amalgamation_report.json and .md, and panels/*.png (test predictions).
 Common gin macros: TRAIN_STEPS, BATCH_SIZE, IMAGE_SIZE, DATA_DIR, TEACHERS.
+--deterministic (with --seed) makes runs, and resumed runs, bit-reproducible.
+With --strategy=multi_worker every worker runs this command with its own TF_CONFIG;
+only the chief writes --model_dir, and every worker logs a digest of its final
+student's weights ("student weights sha256: ...") so replicas can be compared.
 """
 
 from __future__ import annotations
 
-from absl import flags
+import os
 
-from ka_tf import cli, config
-from ka_tf.training.launch import define_training_flags, set_up_run
+from absl import flags, logging
+
+from ka_tf import cli, config, distribute
+from ka_tf.training.launch import (
+    define_training_flags,
+    is_chief,
+    run_directory,
+    set_up_run,
+    weights_digest,
+)
 
 define_training_flags()
 FLAGS = flags.FLAGS
@@ -27,10 +39,18 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> int:
     del argv
     strategy = set_up_run(FLAGS)
-    from ka_tf.amalgamation.run import amalgamate
+    from ka_tf.amalgamation.run import STUDENT_FILE, amalgamate
 
-    amalgamate(FLAGS.model_dir, strategy)
-    config.write_config(FLAGS.model_dir, operative=True)
+    with run_directory(FLAGS.model_dir, strategy) as write_dir:
+        amalgamate(write_dir, strategy)
+        config.write_config(write_dir, operative=True)
+        if distribute.is_multi_worker(strategy):
+            import keras
+
+            student = keras.saving.load_model(os.path.join(write_dir, STUDENT_FILE))
+            digest = weights_digest(student)
+            logging.info("student weights sha256: %s", digest)
+            print(f"student weights sha256: {digest} (chief: {is_chief(strategy)})", flush=True)
     return 0
 
 

@@ -8,6 +8,8 @@ Writes to --model_dir: checkpoints/ (resumable), logs/ (TensorBoard), config.gin
 best.weights.h5 (lowest validation loss), teacher.keras (the best teacher) and
 teacher_report.json (test metrics). Everything else is bound in the gin file:
 `train_teacher.task`, `.loss`, `.steps`, the datasets and `build_teacher.*`.
+--deterministic (with --seed) makes runs bit-reproducible; with
+--strategy=multi_worker only the chief writes --model_dir.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 from absl import flags
 
 from ka_tf import cli, config
-from ka_tf.training.launch import define_training_flags, set_up_run
+from ka_tf.training.launch import define_training_flags, run_directory, set_up_run
 
 define_training_flags()
 FLAGS = flags.FLAGS
@@ -28,8 +30,9 @@ def main(argv: list[str]) -> int:
     strategy = set_up_run(FLAGS)
     from ka_tf.training.teacher import train_teacher
 
-    report = train_teacher(FLAGS.model_dir, strategy)
-    config.write_config(FLAGS.model_dir, operative=True)
+    with run_directory(FLAGS.model_dir, strategy) as write_dir:
+        report = train_teacher(write_dir, strategy)
+        config.write_config(write_dir, operative=True)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -239,7 +239,7 @@ def amalgamate(
             started = time.time()
             run_phase(
                 amalgamator,
-                train_ds,
+                train_data,  # a fresh pipeline per phase: same data when resumed
                 name=f"blockwise_b{block}",
                 total_steps=blockwise_steps,
                 steps_per_epoch=min(steps_per_epoch, blockwise_steps),
@@ -289,7 +289,7 @@ def amalgamate(
         )
         run_phase(
             finetuner,
-            train_ds,
+            train_data,
             name="finetune",
             total_steps=finetune_steps,
             steps_per_epoch=min(steps_per_epoch, finetune_steps),

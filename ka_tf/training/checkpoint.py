@@ -4,7 +4,8 @@ A checkpoint is a directory ``ckpt-<epoch:06d>`` holding ``state.npz`` (every
 weight of the saved models, keyed by ``<group>/<variable path>``, and the
 optimizer's variables in order) and ``progress.json``. It is written to a
 temporary directory and renamed into place, so a killed run leaves either the
-previous checkpoint or the new complete one; the newest ``keep`` are kept.
+previous checkpoint or the new complete one; the newest ``keep`` are kept, and the
+next save removes the temporary directory a killed save left behind.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class TrainingCheckpoint:
             raise
         for old in self.checkpoints()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
+        for name in os.listdir(self.directory):  # left by a save that was killed
+            if name.startswith(".tmp-ckpt-"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         return final
 
     def restore(self, path: str) -> dict[str, Any]:

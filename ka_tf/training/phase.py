@@ -6,13 +6,29 @@ written; a restarted run restores the newest one, skips the data it had already
 consumed (the input pipeline is deterministic) and goes on at the next epoch. A
 non-finite loss stops the phase at once without saving, naming the loss term, so
 the last good checkpoint stays intact.
+
+Data position: a ``tf.data`` pipeline that shuffles with ``reshuffle_each_iteration``
+keeps its seed state in the dataset object, shared by every iterator made from it,
+and each pass of ``repeat()`` draws new seeds from it. Keras' ``fit`` under a
+strategy opens one iterator to learn the batch shapes, then trains on a second one,
+whose order depends on how many passes the first pulled (more after skipping the
+batches of a resumed run, and however far prefetching went), so a resumed run
+would train on other batches than an uninterrupted one. Pass a
+zero-argument dataset factory instead: every iterator of the input then builds its
+own pipeline from the start (through ``flat_map``), so a phase reads the same
+batches however often it is opened and whatever ran before it.
+
+Under ``MultiWorkerMirroredStrategy`` the input goes through
+``distribute_datasets_from_function``: every worker builds the pipeline and keeps
+its replicas' slices of each global batch (global batch = per-replica batch ×
+replicas), so all workers together see exactly the batches of a one-worker run.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -20,8 +36,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ka_tf.errors import TrainingError
+from ka_tf import distribute
+from ka_tf.errors import ConfigError, TrainingError
 from ka_tf.training.checkpoint import TrainingCheckpoint
+
+DatasetOrFactory = tf.data.Dataset | Callable[[], tf.data.Dataset]
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
@@ -67,6 +86,65 @@ def _floats(logs: Mapping | None) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items()}
 
 
+def _worker_slices(dataset: tf.data.Dataset, context: tf.distribute.InputContext):
+    """This worker's per-replica batches: its replicas' rows of every global batch."""
+    global_batch = dataset.element_spec
+    sizes = {int(s.shape[0]) for s in tf.nest.flatten(global_batch) if s.shape.rank}
+    if len(sizes) != 1:
+        raise ConfigError(
+            "multi-worker training needs batches of a fixed size (drop_remainder=True); "
+            f"received element shapes {global_batch}."
+        )
+    (size,) = sizes
+    replicas = context.num_replicas_in_sync
+    if size % replicas:
+        raise ConfigError(
+            f"the global batch size must be divisible by the number of replicas. Received: "
+            f"BATCH_SIZE={size} with {replicas} replicas; use a multiple of {replicas}."
+        )
+    per_replica = context.get_per_replica_batch_size(size)
+    local = replicas // context.num_input_pipelines
+    start = context.input_pipeline_id * local * per_replica
+    stop = start + local * per_replica
+
+    def rows(batch):
+        return tf.nest.map_structure(lambda t: t[start:stop], batch)
+
+    return dataset.map(rows).unbatch().batch(per_replica, drop_remainder=True)
+
+
+def training_input(model: keras.Model, dataset: DatasetOrFactory, skip: int = 0):
+    """The input ``fit`` gets: ``dataset`` after ``skip`` batches (from a factory, a
+    dataset whose every iterator runs a fresh pipeline); under a multi-worker
+    strategy, a per-worker distributed dataset.
+
+    Args:
+        model: The model being trained (its ``distribute_strategy`` decides).
+        dataset: A batched, repeating dataset, or a zero-argument factory of one.
+        skip: Global batches already consumed (resuming).
+    """
+
+    def make() -> tf.data.Dataset:
+        if isinstance(dataset, tf.data.Dataset):
+            return dataset.skip(skip) if skip else dataset
+
+        @tf.autograph.experimental.do_not_convert
+        def fresh(_):
+            data = dataset()
+            return data.skip(skip) if skip else data
+
+        # The pipeline is built inside the flat_map function, so each iterator gets
+        # its own copy of every stateful part (shuffle and random seeds).
+        return tf.data.Dataset.range(1).flat_map(fresh)
+
+    strategy = model.distribute_strategy
+    if not distribute.is_multi_worker(strategy):
+        return make()
+    return strategy.distribute_datasets_from_function(
+        lambda context: _worker_slices(make(), context)
+    )
+
+
 def phase_epochs(total_steps: int, steps_per_epoch: int) -> int:
     """Epochs needed for ``total_steps`` (the last epoch is completed, never cut)."""
     return max(1, math.ceil(total_steps / steps_per_epoch))
@@ -74,7 +152,7 @@ def phase_epochs(total_steps: int, steps_per_epoch: int) -> int:
 
 def run_phase(
     model: keras.Model,
-    dataset: tf.data.Dataset,
+    dataset: DatasetOrFactory,
     *,
     name: str,
     total_steps: int,
@@ -90,7 +168,8 @@ def run_phase(
 
     Args:
         model: A compiled model whose optimizer variables already exist.
-        dataset: An infinitely repeating, deterministic dataset.
+        dataset: An infinitely repeating, deterministic dataset, or (better: see the
+            module docstring) a zero-argument factory of one.
         name: Phase name, for logs and error messages.
         total_steps: Optimizer steps in the phase (rounded up to whole epochs).
         steps_per_epoch: Steps between checkpoints.
@@ -121,7 +200,7 @@ def run_phase(
     if log_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, name)))
     history = model.fit(
-        dataset.skip(initial_epoch * steps_per_epoch),
+        training_input(model, dataset, initial_epoch * steps_per_epoch),
         epochs=epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch,
