@@ -14,6 +14,13 @@ Inputs are channels-first float32 ``[B, 3, H, W]`` already normalised (the Keras
 normalises 0..255 input itself, one cheap elementwise op more). Like
 ``torch_segnet.py``, this module imports nothing from ka_tf.
 
+The benchmark runs these functions in a separate worker process
+(``ka_tf.benchmarking.TimingWorker``) started with ``OMP_WAIT_POLICY=PASSIVE``:
+PyTorch's OpenMP threads (libgomp) otherwise spin-wait between parallel regions, and
+on a machine with more runnable threads than cores (TensorFlow's pools in the same
+process, other load) one spinning thread stalls the others, which made PyTorch
+timings swing by 10x. :func:`set_threads` sets the worker's thread counts.
+
 Example:
     >>> step = train_step_call("semseg", 19, 0.125, batch=8, image_size=(64, 128))
     >>> step()  # one SGD step; returns the loss as a float
@@ -21,7 +28,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +103,7 @@ def inference_call(
     image_size: Sequence[int],
     arch: str = "segnet_vgg16_bn",
     channels: Sequence[int] = DEFAULT_CHANNELS,
-):
+) -> Callable[[], Any]:
     """An eval-mode forward of a semseg SegNet on a fixed random batch, as a callable.
 
     Returns:
@@ -113,3 +122,32 @@ def inference_call(
 def parameter_count(model: torch.nn.Module) -> int:
     """Trainable parameters of a PyTorch model."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_parameter_count(
+    num_classes: int,
+    width_multiplier: float,
+    arch: str = "segnet_vgg16_bn",
+    channels: Sequence[int] = DEFAULT_CHANNELS,
+) -> int:
+    """Trainable parameters of the SegNet :func:`build_model` builds."""
+    return parameter_count(build_model(num_classes, width_multiplier, arch, channels))
+
+
+def set_threads(threads: int) -> dict[str, Any]:
+    """Sets PyTorch's intra- and inter-op thread counts (before its first parallel op).
+
+    Returns:
+        What PyTorch reports, and the ``OMP_WAIT_POLICY`` its OpenMP runtime started
+        with (``"unset"``: libgomp's default, spin before sleeping).
+    """
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set, or parallel work has started
+        pass
+    return {
+        "torch_intra_op": torch.get_num_threads(),
+        "torch_inter_op": torch.get_num_interop_threads(),
+        "torch_omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+    }

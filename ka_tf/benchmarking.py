@@ -5,7 +5,10 @@ Every figure is a wall-clock measurement on this machine, taken as
 one timed run makes (enough to last ``min_time_s``) and returns the per-call
 latency and the images/s as ``{"median", "min", "max", "runs"}``. When two
 callables are compared (ka_tf vs PyTorch), :func:`time_interleaved` alternates
-their timed runs, so that load from other processes hits both alike.
+their timed runs, so that load from other processes hits both alike. A callable
+can also live in a :class:`TimingWorker` (a separate Python process, e.g. for
+PyTorch, whose OpenMP threads must not share a process with TensorFlow's thread
+pools): its :class:`RemoteCall` is timed there, on command, still alternating.
 
 FLOPs are counted analytically from the Keras layers (:func:`conv_macs`): the
 multiply-accumulates of every ``Conv2D`` (kernel height x width x input channels
@@ -23,14 +26,20 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 import os
+import pickle
 import resource
+import select
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -63,12 +72,20 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
 
 
 def _calibrate(fn: Callable[[], Any], min_time_s: float, warmup: int) -> int:
-    """Runs ``fn`` ``warmup`` times, then returns how many calls last ``min_time_s``."""
+    """Runs ``fn`` ``warmup`` times, then returns how many calls last ``min_time_s``.
+
+    The duration of one call is the fastest of up to three timed calls (fewer when
+    they already last ``min_time_s``), so that one call slowed down by other load
+    does not shrink ``calls_per_repeat`` to 1.
+    """
     for _ in range(max(1, warmup)):
         fn()
-    started = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - started, 1e-6)
+    times: list[float] = []
+    while len(times) < 3 and sum(times) < min_time_s:
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    once = max(min(times), 1e-6)
     return max(1, math.ceil(min_time_s / once))
 
 
@@ -108,21 +125,230 @@ def time_calls(
     return _result([_one_repeat(fn, calls) for _ in range(repeats)], batch, calls)
 
 
+class Timer(Protocol):
+    """Something :func:`time_interleaved` can time: a local or a :class:`RemoteCall`."""
+
+    def calibrate(self, min_time_s: float, warmup: int) -> int:
+        """Warm-up calls, then how many calls one timed run makes."""
+
+    def timed_run(self, calls: int) -> float:
+        """Makes ``calls`` calls; returns the seconds per call."""
+
+
+class LocalCall:
+    """A callable of this process, timed here (the :class:`Timer` of a plain callable)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+    def calibrate(self, min_time_s: float, warmup: int) -> int:
+        """See :func:`_calibrate`."""
+        return _calibrate(self.fn, min_time_s, warmup)
+
+    def timed_run(self, calls: int) -> float:
+        """``calls`` calls; seconds per call."""
+        return _one_repeat(self.fn, calls)
+
+
+def _timer(fn: Callable[[], Any] | Timer) -> Timer:
+    return fn if hasattr(fn, "timed_run") else LocalCall(fn)  # type: ignore[return-value]
+
+
 def time_interleaved(
-    fns: Mapping[str, Callable[[], Any]],
+    fns: Mapping[str, Callable[[], Any] | Timer],
     batch: int,
     repeats: int,
     min_time_s: float,
     warmup: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Like :func:`time_calls` for several callables, their timed runs alternating
-    (a, b, a, b, ...) so that a change in machine load affects all of them alike."""
-    calls = {name: _calibrate(fn, min_time_s, warmup) for name, fn in fns.items()}
+    """Like :func:`time_calls` for several callables, their timed runs alternating.
+
+    Timed runs go a, b, a, b, ... so that a change in machine load affects all of
+    them alike. A value may be a :class:`RemoteCall` (timed in its worker process,
+    the others waiting) or a plain callable (timed here).
+    """
+    timers = {name: _timer(fn) for name, fn in fns.items()}
+    calls = {name: timer.calibrate(min_time_s, warmup) for name, timer in timers.items()}
     seconds: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        for name, fn in fns.items():
-            seconds[name].append(_one_repeat(fn, calls[name]))
+        for name, timer in timers.items():
+            seconds[name].append(timer.timed_run(calls[name]))
     return {name: _result(seconds[name], batch, calls[name]) for name in fns}
+
+
+# --- worker process -----------------------------------------------------------------------
+
+
+class WorkerError(RuntimeError):
+    """A :class:`TimingWorker` request failed, or its process died or timed out."""
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def serve_worker() -> None:
+    """The loop of a :class:`TimingWorker` process (reads requests on stdin).
+
+    Requests and replies are pickled tuples; replies go to the original stdout,
+    and ``print`` output goes to stderr so that it cannot corrupt them.
+    """
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+    calls: dict[int, Callable[[], Any]] = {}
+    while True:
+        try:
+            op, *args = pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            if op == "stop":
+                result: Any = None
+            elif op == "call":
+                target, call_args, kwargs = args
+                result = _resolve(target)(*call_args, **kwargs)
+            elif op == "build":
+                target, call_args, kwargs = args
+                calls[len(calls)] = _resolve(target)(*call_args, **kwargs)
+                result = len(calls) - 1
+            elif op == "calibrate":
+                key, min_time_s, warmup = args
+                result = _calibrate(calls[key], min_time_s, warmup)
+            elif op == "run":
+                key, count = args
+                result = _one_repeat(calls[key], count)
+            else:
+                raise ValueError(f"unknown worker request {op!r}")
+            reply = ("ok", result)
+        except Exception as error:  # reported to the parent, which raises WorkerError
+            reply = ("error", short_error(f"{op} failed in the worker", error, limit=2000))
+        pickle.dump(reply, replies)
+        replies.flush()
+        if op == "stop":
+            return
+
+
+class RemoteCall:
+    """A zero-argument callable built inside a :class:`TimingWorker`, timed there."""
+
+    def __init__(self, worker: TimingWorker, key: int, target: str) -> None:
+        self.worker = worker
+        self.key = key
+        self.target = target
+
+    def calibrate(self, min_time_s: float, warmup: int) -> int:
+        """Warm-up and calibration in the worker (see :func:`_calibrate`)."""
+        return int(self.worker.request("calibrate", self.key, min_time_s, warmup))
+
+    def timed_run(self, calls: int) -> float:
+        """``calls`` calls in the worker, timed there; seconds per call."""
+        return float(self.worker.request("run", self.key, calls))
+
+
+class TimingWorker:
+    """A separate Python process that builds callables and times them on command.
+
+    Used by ``tools/benchmark.py --compare_pytorch`` for PyTorch: its OpenMP thread
+    pool and TensorFlow's would otherwise live in one process, where the idle one's
+    spinning threads slow the other down. The worker imports only what the targets
+    import (not TensorFlow); the parent drives it one request at a time, so runs in
+    the worker and runs in the parent alternate and never overlap.
+
+    Args:
+        env: Environment variables of the worker on top of this process's
+            (e.g. ``{"OMP_WAIT_POLICY": "PASSIVE"}``; they must be set before the
+            worker loads its OpenMP runtime, which is why a process is needed).
+        paths: Directories prepended to the worker's ``PYTHONPATH``.
+        timeout_s: Longest wait for one reply before :class:`WorkerError`.
+
+    Example:
+        >>> with TimingWorker({"OMP_WAIT_POLICY": "PASSIVE"}, [repo_root]) as worker:
+        ...     forward = worker.build("benchmarks.pytorch_reference:inference_call", ...)
+        ...     time_interleaved({"keras": keras_call, "pytorch": forward}, 8, 3, 0.5)
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        paths: Sequence[str] = (),
+        timeout_s: float = 900.0,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._log = tempfile.TemporaryFile()
+        environ = {**os.environ, **(env or {})}
+        python_path = [*paths, environ.get("PYTHONPATH", "")]
+        environ["PYTHONPATH"] = os.pathsep.join(p for p in python_path if p)
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from ka_tf.benchmarking import serve_worker; serve_worker()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=environ,
+        )
+
+    def __enter__(self) -> TimingWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _stderr_tail(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return " | ".join(lines[-5:])[-1500:]
+
+    def request(self, op: str, *args: Any) -> Any:
+        """Sends one request and returns its result.
+
+        Raises:
+            WorkerError: when the request fails in the worker (with its error), or the
+                worker dies or does not answer within ``timeout_s``.
+        """
+        process = self._process
+        try:
+            pickle.dump((op, *args), process.stdin)
+            process.stdin.flush()  # type: ignore[union-attr]
+            ready, _, _ = select.select([process.stdout], [], [], self.timeout_s)
+            if not ready:
+                self.close()
+                raise WorkerError(f"timing worker: no reply to {op!r} in {self.timeout_s:.0f} s")
+            status, result = pickle.load(process.stdout)  # type: ignore[arg-type]
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as error:
+            code = process.poll()
+            raise WorkerError(
+                f"timing worker died (exit code {code}) during {op!r}: {self._stderr_tail()}"
+            ) from error
+        if status != "ok":
+            raise WorkerError(f"timing worker: {result}")
+        return result
+
+    def call(self, target: str, *args: Any, **kwargs: Any) -> Any:
+        """Runs ``module:function(*args, **kwargs)`` in the worker; returns its (picklable)
+        result."""
+        return self.request("call", target, args, kwargs)
+
+    def build(self, target: str, *args: Any, **kwargs: Any) -> RemoteCall:
+        """Calls the factory ``module:function(*args, **kwargs)`` in the worker; the
+        zero-argument callable it returns stays there, as a :class:`RemoteCall`."""
+        return RemoteCall(self, int(self.request("build", target, args, kwargs)), target)
+
+    def close(self) -> None:
+        """Stops the worker (politely, then by force) and waits for it."""
+        process = self._process
+        if process.poll() is None:
+            try:
+                pickle.dump(("stop",), process.stdin)
+                process.stdin.close()  # type: ignore[union-attr]
+                process.wait(timeout=10)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+        self._log.close()
 
 
 def median_of(entry: Mapping[str, Any], key: str = "images_per_s") -> float | None:
@@ -165,30 +391,21 @@ def current_rss_mb() -> float | None:
 # --- threads ----------------------------------------------------------------------------
 
 
-def set_threads(threads: int, torch_too: bool = False) -> dict[str, int]:
-    """Sets TensorFlow's (and optionally PyTorch's) intra- and inter-op thread counts.
+def set_threads(threads: int) -> dict[str, int]:
+    """Sets TensorFlow's intra- and inter-op thread counts.
 
-    Call before TensorFlow runs its first op. Returns what each framework reports.
+    Call before TensorFlow runs its first op. Returns what TensorFlow reports.
+    PyTorch is not imported here: ``--compare_pytorch`` sets its threads in its own
+    worker process (``benchmarks.pytorch_reference.set_threads``).
     """
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    report = {
+    return {
         "tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
         "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
     }
-    if torch_too and module_missing("torch") is None:
-        import torch
-
-        torch.set_num_threads(threads)
-        try:
-            torch.set_num_interop_threads(threads)
-        except RuntimeError:  # already set, or parallel work has started
-            pass
-        report["torch_intra_op"] = torch.get_num_threads()
-        report["torch_inter_op"] = torch.get_num_interop_threads()
-    return report
 
 
 def module_missing(*names: str) -> str | None:
@@ -431,6 +648,11 @@ def runtime_call(
 __all__ = [
     "DEFAULT_BRANCH_POINTS",
     "RUNTIMES",
+    "LocalCall",
+    "RemoteCall",
+    "Timer",
+    "TimingWorker",
+    "WorkerError",
     "build_student",
     "build_teachers_from_gin",
     "clone_model",
@@ -445,6 +667,7 @@ __all__ = [
     "peak_rss_mb",
     "ratio",
     "runtime_call",
+    "serve_worker",
     "set_threads",
     "short_error",
     "spread",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
 
 import pytest
@@ -70,7 +72,9 @@ def test_synth_section_writes_json(tmp_path):
     assert "frames_per_s" in result.stdout
 
 
+@pytest.mark.slow
 def test_inference_keras_and_machine_sections(tmp_path):
+    """End to end (builds the models, traces 6 forwards): ~30-60 s on a loaded 2-core box."""
     report = _run_bench(
         tmp_path, "--sections=inference,machine", "--formats=keras", "--matmul_size=128"
     )
@@ -179,6 +183,32 @@ def test_time_calls_measures_per_call_latency_and_interleaves():
     assert sorted(both) == ["a", "b"] and len(both["a"]["images_per_s"]["runs"]) == 3
 
 
+def test_timing_worker_runs_alternate_with_local_runs():
+    """A RemoteCall is timed in its own process, its runs between the local ones."""
+    stamps = []
+    with benchmarking.TimingWorker({"KA_TF_WORKER_PROBE": "on"}) as worker:
+        assert worker.call("os:getenv", "KA_TF_WORKER_PROBE") == "on"
+        assert worker.call("os:getpid") != os.getpid()
+        remote = worker.build("functools:partial", time.sleep, 0.05)
+        both = benchmarking.time_interleaved(
+            {"local": lambda: stamps.append(time.monotonic()), "remote": remote},
+            batch=2,
+            repeats=3,
+            min_time_s=0.04,
+        )
+        with pytest.raises(benchmarking.WorkerError, match="no_such_function"):
+            worker.call("os:no_such_function")
+        process = worker._process
+    assert process.poll() is not None  # closed with the context
+    _assert_timing(both["remote"], 2)
+    assert both["remote"]["latency_ms"]["min"] >= 50.0
+    assert both["local"]["latency_ms"]["median"] < 5.0
+    # Each remote run (calibration, then between timed local runs) leaves a gap of at
+    # least its 50 ms sleep in the local calls' timestamps: at least `repeats` gaps.
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert sum(gap >= 0.05 for gap in gaps) >= 3
+
+
 @pytest.mark.slow
 def test_training_section(tmp_path):
     report = _run_bench(tmp_path, "--sections=training", "--noxla")
@@ -218,7 +248,10 @@ def test_inference_every_runtime(tmp_path):
 def test_compare_pytorch(tmp_path):
     report = _run_bench(tmp_path, "--sections=machine", "--matmul_size=128", "--compare_pytorch")
     torch_part = report["pytorch"]
-    assert torch_part["threads"]["torch_intra_op"] == torch_part["threads"]["tf_intra_op"]
+    threads = torch_part["threads"]
+    assert threads["torch_intra_op"] == threads["tf_intra_op"]
+    assert threads["torch_omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    assert "separate worker process" in torch_part["pytorch_process"]
     params = torch_part["params_trainable"]
     assert params["keras"] == params["pytorch"]
     for framework in ("keras", "pytorch"):

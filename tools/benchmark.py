@@ -50,9 +50,14 @@ Sections:
 classes, batch, image size) in PyTorch (``benchmarks/pytorch_reference.py``) timed
 alternately with the Keras one (repeats interleaved): an SGD training step and an
 eval forward at batch 1 and B; ``tf_vs_pytorch`` = Keras images/s / PyTorch images/s
-(> 1: ka_tf faster). ``--demo`` runs ``tools/demo.py`` in a temporary run directory and
-records ``demo_wall_s``. Each section records ``peak_rss_mb`` (getrusage: the
-process's peak so far, so it includes the sections before it) and ``wall_s``.
+(> 1: ka_tf faster). PyTorch runs in a worker process of its own, started with
+``OMP_WAIT_POLICY=PASSIVE`` (unless the environment sets it): in one process with
+TensorFlow's thread pools, or on a loaded machine, libgomp's spin-waiting threads made
+its timings swing by 10x (batch 1 slower than batch B). The worker times its runs on
+command, between the Keras runs; the two never overlap. ``--demo`` runs
+``tools/demo.py`` in a temporary run directory and records ``demo_wall_s``. Each
+section records ``peak_rss_mb`` (getrusage: this process's peak so far, so it includes
+the sections before it; not the PyTorch worker's) and ``wall_s``.
 
 A runtime that is not installed or a format that does not export is a row
 ``{"skipped": "<reason>"}``, never a zero. Add a section by writing
@@ -550,56 +555,67 @@ def bench_synth(setup: Setup | None = None) -> dict[str, Any]:
     }
 
 
+# The OpenMP wait policy of the PyTorch worker, unless the environment sets one:
+# libgomp's default spin-waiting made PyTorch timings swing by 10x on a loaded machine.
+TORCH_WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def torch_worker_env() -> dict[str, str]:
+    """Environment of the PyTorch worker: :data:`TORCH_WORKER_ENV` minus what is set."""
+    return {k: v for k, v in TORCH_WORKER_ENV.items() if k not in os.environ}
+
+
 def bench_pytorch(setup: Setup) -> dict[str, Any]:
-    """The semseg SegNet in Keras and in PyTorch, timed alternately (``tf_vs_pytorch``)."""
+    """The semseg SegNet in Keras and in PyTorch, timed alternately (``tf_vs_pytorch``).
+
+    PyTorch runs in a :class:`~ka_tf.benchmarking.TimingWorker` process (its OpenMP
+    threads apart from TensorFlow's pools, ``OMP_WAIT_POLICY=PASSIVE``), which times
+    its runs on command between the Keras runs timed here.
+    """
     from ka_tf import benchmarking
 
     reason = benchmarking.module_missing("torch")
     if reason:
         return {"skipped": reason}
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
-    from benchmarks import pytorch_reference
-
     task = "semseg" if "semseg" in setup.teachers else None
     if task is None:
         return {"skipped": "no semseg teacher to compare"}
     teacher = setup.teachers[task]
     arch = f"segnet_{teacher.arch}{'_bn' if teacher.batch_norm else ''}"
-    options = {
+    model_options = {
         "num_classes": teacher.num_classes,
         "width_multiplier": teacher.width_multiplier,
         "arch": arch,
-        "channels": teacher.channels,
-        "image_size": setup.image_size,
+        "channels": list(teacher.channels),
     }
-    result: dict[str, Any] = {
-        "model": f"SegNet {arch} width x{teacher.width_multiplier} semseg "
-        f"({teacher.num_classes} classes)",
-        "threads": setup.thread_report,
-        "training_optimizer": "SGD lr 0.01, no momentum (both)",
-        "params_trainable": {
-            "keras": int(sum(int(v.numpy().size) for v in teacher.trainable_variables)),
-            "pytorch": pytorch_reference.parameter_count(
-                pytorch_reference.build_model(
-                    teacher.num_classes, teacher.width_multiplier, arch, teacher.channels
-                )
-            ),
-        },
-    }
-    batch = setup.batch_size
-    keras_step = _keras_sgd_step(teacher, batch, setup)
-    torch_step = pytorch_reference.train_step_call(batch=batch, **options)
-    result["training_step"] = benchmarking.time_interleaved(
-        {"keras": keras_step, "pytorch": torch_step}, batch, **setup.timing()
-    )
-    result["inference"] = {}
-    for b in _batches(setup):
-        keras_forward = benchmarking.keras_forward([teacher], _images(b, setup.image_size))
-        torch_forward = pytorch_reference.inference_call(batch=b, **options)
-        result["inference"][f"batch_{b}"] = benchmarking.time_interleaved(
-            {"keras": keras_forward, "pytorch": torch_forward}, b, **setup.timing()
+    options = {**model_options, "image_size": list(setup.image_size)}
+    reference = "benchmarks.pytorch_reference"
+    with benchmarking.TimingWorker(torch_worker_env(), [REPO_ROOT]) as worker:
+        threads = worker.call(f"{reference}:set_threads", setup.threads)
+        result: dict[str, Any] = {
+            "model": f"SegNet {arch} width x{teacher.width_multiplier} semseg "
+            f"({teacher.num_classes} classes)",
+            "threads": {**setup.thread_report, **threads},
+            "pytorch_process": "separate worker process, timed alternately with Keras",
+            "training_optimizer": "SGD lr 0.01, no momentum (both)",
+            "params_trainable": {
+                "keras": int(sum(int(v.numpy().size) for v in teacher.trainable_variables)),
+                "pytorch": int(worker.call(f"{reference}:model_parameter_count", **model_options)),
+            },
+        }
+        batch = setup.batch_size
+        keras_step = _keras_sgd_step(teacher, batch, setup)
+        torch_step = worker.build(f"{reference}:train_step_call", batch=batch, **options)
+        result["training_step"] = benchmarking.time_interleaved(
+            {"keras": keras_step, "pytorch": torch_step}, batch, **setup.timing()
         )
+        result["inference"] = {}
+        for b in _batches(setup):
+            keras_forward = benchmarking.keras_forward([teacher], _images(b, setup.image_size))
+            torch_forward = worker.build(f"{reference}:inference_call", batch=b, **options)
+            result["inference"][f"batch_{b}"] = benchmarking.time_interleaved(
+                {"keras": keras_forward, "pytorch": torch_forward}, b, **setup.timing()
+            )
 
     def tf_vs_pytorch(entry: dict) -> float | None:
         return benchmarking.ratio(
@@ -739,7 +755,7 @@ def main(argv: list[str]) -> int:
     if needs_models:
         from ka_tf.benchmarking import set_threads
 
-        threads = set_threads(FLAGS.threads or os.cpu_count() or 1, FLAGS.compare_pytorch)
+        threads = set_threads(FLAGS.threads or os.cpu_count() or 1)
         setup = build_setup()
         setup.thread_report = threads
     results = {name: _run_section(name, SECTIONS[name], setup) for name in FLAGS.sections}
