@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all lint format clean venv
+.PHONY: demo demo-3task test test-slow test-all lint format clean venv
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): setup.py requirements/constraints.txt
 # The main job, end to end, on the embedded synthetic benchmark.
 demo: $(STAMP)
 	$(PY) tools/demo.py
+
+# Three tasks (scene parsing, depth, surface normals) on synthetic indoor scenes, online.
+demo-3task: $(STAMP)
+	$(PY) tools/demo.py --recipe=indoor_3task
 
 # The default test suite (slow tests are marked and run by `make test-all`).
 test: $(STAMP)

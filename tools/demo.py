@@ -1,21 +1,34 @@
-"""The ka_tf demo, end to end on the embedded synthetic street benchmark (`make demo`).
+"""The ka_tf demo, end to end on the embedded synthetic benchmark (`make demo`).
 
 Stages, each a real run of a ka_tf tool (nothing is simulated):
   1. environment check (tools/env_info.py);
-  2. the scene-parsing and the depth teacher, trained on the labelled `teacher`
-     split (tools/train_teacher.py; the synthetic data is rendered on first use and
+  2. one teacher per task, trained on the labelled `teacher` split
+     (tools/train_teacher.py; the synthetic data is rendered on first use and
      cached; a teacher already trained in --run_dir is reused);
-  3. amalgamation of both into one student on the unlabelled `transfer` split
-     (tools/train.py --gin_file=gin/demo.gin), then evaluation of teachers and
-     student on the `test` split, the report table and PNG panels.
+  3. amalgamation of the teachers into one student on the unlabelled `transfer`
+     split (tools/train.py), then evaluation of teachers and student on the `test`
+     split, the report table and PNG panels.
 
-Outputs: <run_dir>/teachers/{semseg,depth}/ and <run_dir>/student/ with
+Recipes (--recipe):
+  street        scene parsing + depth on synthetic street scenes (gin/demo.gin);
+                `make demo`.
+  indoor_3task  scene parsing + depth + surface normals on synthetic indoor scenes,
+                one student amalgamated from the three teachers at once (online;
+                gin/synth_indoor_3task.gin); `make demo-3task`.
+  indoor_offline  the same three teachers, amalgamated incrementally (offline): a
+                two-task student (gin/synth_indoor.gin), then that student as the
+                joint teacher of its tasks plus the normals teacher
+                (gin/synth_indoor_offline.gin). Shares teachers with indoor_3task
+                when given the same --run_dir.
+
+Outputs: <run_dir>/teachers/<task>/ and <run_dir>/<student>/ with
 amalgamation_report.md, student.keras and panels/*.png. Rerunning resumes or
 reuses what is finished.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -25,7 +38,20 @@ from absl import flags
 
 from ka_tf import cli
 
-flags.DEFINE_string("run_dir", "runs/demo", "Where the teachers and the student are written.")
+flags.DEFINE_enum(
+    "recipe",
+    "street",
+    ["street", "indoor_3task", "indoor_offline"],
+    "Which demo to run (see --help's module text): street (2 tasks, `make demo`), "
+    "indoor_3task (3 tasks online, `make demo-3task`) or indoor_offline (3 tasks, "
+    "incrementally).",
+)
+flags.DEFINE_string(
+    "run_dir",
+    None,
+    "Where the teachers and the students are written (default: runs/demo for street, "
+    "runs/demo_indoor for the indoor recipes).",
+)
 flags.DEFINE_multi_string(
     "gin_bindings",
     [],
@@ -34,9 +60,49 @@ flags.DEFINE_multi_string(
 )
 FLAGS = flags.FLAGS
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEACHER_GIN = {
+STREET_TEACHERS = {
     "semseg": "gin/teachers/synth_street_semseg.gin",
     "depth": "gin/teachers/synth_street_depth.gin",
+}
+INDOOR_TEACHERS = {
+    "semseg": "gin/teachers/synth_indoor_semseg.gin",
+    "depth": "gin/teachers/synth_indoor_depth.gin",
+    "normals": "gin/teachers/synth_indoor_normals.gin",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A demo: the teachers to train, then the amalgamation stages in order.
+
+    Each stage is ``(student directory name, gin file, sources, as_list)``: sources
+    are task names (their teachers) or names of earlier stages (their students). With
+    ``as_list`` False the stage gets ``TEACHERS = {task: path}``; with True, a list of
+    paths (an earlier student is then a joint teacher for all its tasks).
+    """
+
+    default_run_dir: str
+    teacher_gin: dict[str, str]
+    stages: tuple[tuple[str, str, tuple[str, ...], bool], ...]
+
+
+RECIPES = {
+    "street": Recipe(
+        "runs/demo", STREET_TEACHERS, (("student", "gin/demo.gin", ("semseg", "depth"), False),)
+    ),
+    "indoor_3task": Recipe(
+        "runs/demo_indoor",
+        INDOOR_TEACHERS,
+        (("student3", "gin/synth_indoor_3task.gin", ("semseg", "depth", "normals"), False),),
+    ),
+    "indoor_offline": Recipe(
+        "runs/demo_indoor",
+        INDOOR_TEACHERS,
+        (
+            ("student2", "gin/synth_indoor.gin", ("semseg", "depth"), False),
+            ("student3_offline", "gin/synth_indoor_offline.gin", ("student2", "normals"), True),
+        ),
+    ),
 }
 
 
@@ -50,13 +116,23 @@ def _run_stage(title: str, *args: str) -> None:
     print(f"=== {title}: {time.time() - started:.0f} s ===", flush=True)
 
 
+def _teachers_binding(teachers: dict[str, str], students: dict[str, str], stage) -> str:
+    """The TEACHERS binding of one amalgamation stage."""
+    _, _, sources, as_list = stage
+    if as_list:
+        paths = [students[name] if name in students else teachers[name] for name in sources]
+        return "TEACHERS = [" + ", ".join(f"'{path}'" for path in paths) + "]"
+    return "TEACHERS = {" + ", ".join(f"'{task}': '{teachers[task]}'" for task in sources) + "}"
+
+
 def main(argv: list[str]) -> int:
     del argv
     started = time.time()
-    run_dir = os.path.abspath(FLAGS.run_dir)
+    recipe = RECIPES[FLAGS.recipe]
+    run_dir = os.path.abspath(FLAGS.run_dir or recipe.default_run_dir)
     subprocess.run([sys.executable, "tools/env_info.py"], cwd=REPO_ROOT, check=True)
     teachers = {}
-    for task, gin_file in TEACHER_GIN.items():
+    for task, gin_file in recipe.teacher_gin.items():
         model_dir = os.path.join(run_dir, "teachers", task)
         teachers[task] = os.path.join(model_dir, "teacher.keras")
         if os.path.exists(teachers[task]):
@@ -68,20 +144,24 @@ def main(argv: list[str]) -> int:
             f"--gin_file={gin_file}",
             f"--model_dir={model_dir}",
         )
-    teacher_map = ", ".join(f"'{task}': '{path}'" for task, path in teachers.items())
-    student_dir = os.path.join(run_dir, "student")
-    _run_stage(
-        "amalgamation",
-        "tools/train.py",
-        "--gin_file=gin/demo.gin",
-        f"--model_dir={student_dir}",
-        f"--gin_bindings=TEACHERS = {{{teacher_map}}}",
-    )
+    students: dict[str, str] = {}
+    for stage in recipe.stages:
+        name, gin_file = stage[0], stage[1]
+        student_dir = os.path.join(run_dir, name)
+        _run_stage(
+            f"amalgamation ({name})",
+            "tools/train.py",
+            f"--gin_file={gin_file}",
+            f"--model_dir={student_dir}",
+            f"--gin_bindings={_teachers_binding(teachers, students, stage)}",
+        )
+        students[name] = os.path.join(student_dir, "student.keras")
+    last = os.path.join(run_dir, recipe.stages[-1][0])
     print(
-        f"\nDemo finished in {time.time() - started:.0f} s.\n"
-        f"  report: {os.path.join(student_dir, 'amalgamation_report.md')}\n"
-        f"  student: {os.path.join(student_dir, 'student.keras')}\n"
-        f"  panels: {os.path.join(student_dir, 'panels')}/",
+        f"\nDemo ({FLAGS.recipe}) finished in {time.time() - started:.0f} s.\n"
+        f"  report: {os.path.join(last, 'amalgamation_report.md')}\n"
+        f"  student: {os.path.join(last, 'student.keras')}\n"
+        f"  panels: {os.path.join(last, 'panels')}/",
         flush=True,
     )
     return 0
