@@ -117,14 +117,14 @@ def train_teacher(
         teacher.compile(
             optimizer=build_optimizer(total_steps=steps), loss={task: build_loss(task, loss)}
         )
-        train = supervised_pairs(train_data(), task)
         teacher.optimizer.build(teacher.trainable_variables)
     validation = supervised_pairs(val_data(), task) if val_data else None
     best_path = os.path.join(model_dir, BEST_WEIGHTS)
     callbacks = [KeepBest(best_path)] if validation is not None else []
     run_phase(
         teacher,
-        train,
+        # A factory, so every iterator (and a resumed run) reads the same batches.
+        lambda: supervised_pairs(train_data(), task),
         name=f"teacher_{task}",
         total_steps=steps,
         steps_per_epoch=min(steps_per_epoch, steps),
