@@ -61,6 +61,7 @@ def main(argv: list[str]) -> int:
     import ka_tf.data
     from ka_tf import evaluation, io_utils
     from ka_tf.constants import TASKS
+    from ka_tf.errors import ModelFileError
     from ka_tf.metrics import format_table
 
     config.parse_gin_config(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
@@ -69,15 +70,18 @@ def main(argv: list[str]) -> int:
     if FLAGS.max_examples is not None:
         dataset = dataset.take(FLAGS.max_examples)
     dataset = dataset.batch(FLAGS.batch_size)
-    results = evaluation.evaluate_model(
-        model,
-        dataset,
-        num_classes=FLAGS.num_classes,
-        tasks=FLAGS.tasks,
-        progress=FLAGS.progress,
-        min_depth=FLAGS.min_depth,
-        max_depth=FLAGS.max_depth,
-    )
+    try:
+        results = evaluation.evaluate_model(
+            model,
+            dataset,
+            num_classes=FLAGS.num_classes,
+            tasks=FLAGS.tasks,
+            progress=FLAGS.progress,
+            min_depth=FLAGS.min_depth,
+            max_depth=FLAGS.max_depth,
+        )
+    except ModelFileError as error:  # the checks name the Keras model; say which file it is
+        raise ModelFileError(f"--model={model_path}: {error}") from None
     name = os.path.basename(model_path)
     for task in TASKS:  # one table per task keeps each one narrow enough to read
         columns = [key for key in results if key.startswith(f"{task}/")]
