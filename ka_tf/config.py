@@ -10,6 +10,7 @@ Every tool defines the same three flags (``--gin_file``, ``--gin_bindings``,
 from __future__ import annotations
 
 import os
+import tokenize
 from collections.abc import Sequence
 
 import gin
@@ -89,7 +90,7 @@ def parse_gin_config(
     files = [resolve_gin_file(path, search_paths) for path in gin_files]
     try:
         gin.parse_config_files_and_bindings(files, list(gin_bindings), skip_unknown=False)
-    except (ValueError, SyntaxError, KeyError, OSError) as error:
+    except (ValueError, SyntaxError, KeyError, OSError, tokenize.TokenError) as error:
         source = f"gin files {files}" if files else "gin"
         if gin_bindings:
             source += f" / --gin_bindings {list(gin_bindings)}"

@@ -25,6 +25,12 @@ def test_missing_gin_file_names_file():
         config.parse_gin_config(["nope.gin"])
 
 
+def test_unterminated_bracket_is_config_error():
+    # tokenize.TokenError is not a SyntaxError: it escaped as a traceback (exit 1).
+    with pytest.raises(ConfigError, match=r"IMAGE_SIZE = \(30,"):
+        config.parse_gin_config([], ["IMAGE_SIZE = (30,"])
+
+
 def test_unknown_binding_is_config_error():
     with pytest.raises(ConfigError, match="no_such_function"):
         config.parse_gin_config([], ["no_such_function.x = 1"])

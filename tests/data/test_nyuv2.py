@@ -246,3 +246,27 @@ def test_gin_data_file_binds_load(nyu_mat):
     example = next(iter(dataset))
     assert example["image"].shape == (288, 384, 3) and example["depth"].shape == (288, 384)
     assert set(np.unique(example["semseg"].numpy())) <= set(range(13)) | {255}
+
+
+def test_npy_layout_value_errors_while_reading(nyu_npy, tmp_path):
+    # Raised inside the generator: tf.data surfaces them as InvalidArgumentError, whose
+    # message carries the DataError (the tools turn it back into one line).
+    import tensorflow as tf
+
+    root = str(tmp_path / "npy")
+    shutil.copytree(nyu_npy.data_dir, root)
+    image = os.path.join(root, "train", "image", "0.npy")
+    saved = np.load(image)
+    np.save(image, np.full(saved.shape, 255.0))  # 0..255 floats where 0..1 is expected
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"image/0\.npy holds values in \[255, 255\]; expected a",
+    ):
+        _examples(nyuv2.load_nyuv2(root, "train"))
+    np.save(image, saved)
+    label = os.path.join(root, "train", "label", "0.npy")
+    np.save(label, np.full(np.load(label).shape, 50.0))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"label/0\.npy holds values in \[50.0, 50.0\]"
+    ):
+        _examples(nyuv2.load_nyuv2(root, "train"))
