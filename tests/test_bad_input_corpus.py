@@ -675,25 +675,7 @@ CASES = {
 }
 
 
-# Errors raised while a tf.data generator is being iterated: one of these hung once
-# (until the timeout) in ~16 runs under heavy load and was not reproduced in 14 retries.
-# Kept out of CI until the hang is understood; the messages are checked in-process by
-# the loader tests.
-ITERATION_TIME_ERRORS = {"inspect_npy_label_values", "inspect_npy_image_range"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.skip(reason="a hang seen once; see ITERATION_TIME_ERRORS"),
-        )
-        if name in ITERATION_TIME_ERRORS
-        else name
-        for name in CASES
-    ],
-)
+@pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, tmp_path, shared):
     case = CASES[name](tmp_path, shared)
     before = _snapshot(tmp_path, shared)
