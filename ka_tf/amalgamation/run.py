@@ -51,6 +51,10 @@ def distillation_losses(
 ) -> dict[str, keras.losses.Loss]:
     """The per-task loss to the teacher's output.
 
+    :func:`amalgamate` builds one set per phase, under the gin scopes ``blockwise``
+    and ``finetune``, so a phase can differ: e.g.
+    ``finetune/distillation_losses.semseg = 'hard_ce'``.
+
     Args:
         tasks: Tasks to build losses for.
         semseg: ``kl`` (soft targets at ``temperature``) or ``hard_ce`` (teacher argmax).
@@ -205,7 +209,10 @@ def amalgamate(
         return amalgamator
 
     with strategy.scope():
-        losses = distillation_losses(tasks)
+        with gin.config_scope("blockwise"):
+            blockwise_losses = distillation_losses(tasks)
+        with gin.config_scope("finetune"):
+            finetune_losses = distillation_losses(tasks)
         blockwise = build_blockwise_student(teacher_models, init_from, gate_scale, synchronized_bn)
         coders = build_coders(blockwise.candidate_channels(), tasks, gate_scale)
     groups = {"student": blockwise, "coders": _CoderGroup(coders)}
@@ -218,7 +225,7 @@ def amalgamate(
                 Amalgamator(
                     blockwise,
                     teacher_models,
-                    losses,
+                    blockwise_losses,
                     mode="blockwise",
                     block=block,
                     coders=coders,
@@ -275,7 +282,12 @@ def amalgamate(
     with strategy.scope():
         student = assemble_student(blockwise, coders, teacher_models, branch_points)
         finetuner = compiled(
-            Amalgamator(student, teacher_models, losses, flip_average_targets=flip_average_targets),
+            Amalgamator(
+                student,
+                teacher_models,
+                finetune_losses,
+                flip_average_targets=flip_average_targets,
+            ),
             finetune_steps,
             "finetune",
         )
