@@ -250,16 +250,21 @@ def inspect_nyu_mat_truncated(tmp, shared):
     return Case(_inspect(tmp, Path(fixture.data_dir)), [str(path)])
 
 
-def inspect_gray_and_rgba_images(tmp, shared):
-    folder = tmp / "images"
+def _gray_and_rgba_folder(folder: Path, gray_hw, rgba_hw) -> Path:
+    """A new folder with ``gray.png`` (mode L) and ``rgba.png`` of random pixels."""
     folder.mkdir()
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (32, 48), dtype=np.uint8), mode="L").save(
+    Image.fromarray(rng.integers(0, 256, gray_hw, dtype=np.uint8), mode="L").save(
         folder / "gray.png"
     )
-    Image.fromarray(rng.integers(0, 256, (32, 48, 4), dtype=np.uint8), mode="RGBA").save(
+    Image.fromarray(rng.integers(0, 256, (*rgba_hw, 4), dtype=np.uint8), mode="RGBA").save(
         folder / "rgba.png"
     )
+    return folder
+
+
+def inspect_gray_and_rgba_images(tmp, shared):
+    folder = _gray_and_rgba_folder(tmp / "images", (32, 48), (32, 48))
 
     def check(result):
         assert result.returncode == 0, result.stderr[-2000:]
@@ -571,15 +576,7 @@ def predict_bad_image_size(tmp, shared):
 
 
 def predict_gray_and_rgba_images(tmp, shared):
-    folder = tmp / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8), mode="L").save(
-        folder / "gray.png"
-    )
-    Image.fromarray(rng.integers(0, 256, (24, 70, 4), dtype=np.uint8), mode="RGBA").save(
-        folder / "rgba.png"
-    )
+    folder = _gray_and_rgba_folder(tmp / "photos", (40, 50), (24, 70))
     out_dir = tmp / "new_pred"
 
     def check(result):
