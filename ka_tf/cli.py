@@ -8,6 +8,7 @@ raised anywhere below ``main`` — into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,9 +43,14 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+# gin appends "In call to configurable 'name' (<function name at 0x...>)" to errors
+# raised inside configurables: noise to a user, already named by the message itself.
+_GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)")
+
+
 def fail(message: str) -> None:
     """Prints ``error: <message>`` as one line on stderr and exits with status 2."""
-    first_line = " ".join(str(message).split())
+    first_line = " ".join(_GIN_CONTEXT.sub("", str(message)).split())
     print(f"error: {first_line}", file=sys.stderr)
     exit_now(EXIT_USAGE)
 
@@ -80,7 +86,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         except UserInputError as error:
             fail(str(error))
         except TrainingError as error:
-            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+            print(f"error: {' '.join(_GIN_CONTEXT.sub('', str(error)).split())}", file=sys.stderr)
             exit_now(1)
         return None
 

@@ -22,5 +22,9 @@ class ModelFileError(UserInputError):
     """A model or checkpoint file cannot be used for what was asked."""
 
 
+class StorageError(UserInputError):
+    """A file cannot be written: the disk is full, over quota, read-only or not ours."""
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""

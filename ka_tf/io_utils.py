@@ -7,11 +7,39 @@ a restarted run sees either the old file or the complete new one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Callable
 from typing import Any
+
+# The errors that mean "this storage cannot take the file", not "ka_tf has a bug".
+_STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+
+
+def storage_error(error: OSError, what: str, kept: str | None = None):
+    """The one-line :class:`~ka_tf.errors.StorageError` for a failed write, or None.
+
+    Args:
+        error: The ``OSError`` the write raised.
+        what: What could not be written, with its path (``"checkpoint runs/a/ckpt-3"``).
+        kept: What is still intact and how to go on (``"ckpt-2 is intact; ..."``).
+
+    Returns:
+        The error to raise, or None if ``error`` is not a storage failure (a bug).
+    """
+    from ka_tf.errors import StorageError
+
+    if error.errno not in _STORAGE_ERRNOS:
+        return None
+    message = (
+        f"cannot write {what}: {error.strerror} (errno {errno.errorcode[error.errno]}); "
+        f"free space on that disk or point the output flag at a writable directory with room."
+    )
+    return StorageError(f"{message} {kept}" if kept else message)
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -20,19 +48,29 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     Args:
         path: Destination path; its directory is created if missing.
         write: Writes the complete content to the temporary path it is given.
+
+    Raises:
+        StorageError: if the disk is full or the directory cannot be written; ``path``
+            keeps its previous content.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    os.close(fd)
+    tmp_path = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+        os.close(fd)
         write(tmp_path)
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
+    except BaseException as error:
+        if tmp_path is not None and os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(error, OSError):
+            kept = "Its previous version, if any, is unchanged." if os.path.exists(path) else None
+            translated = storage_error(error, path, kept)
+            if translated is not None:
+                raise translated from error
         raise
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ka_tf import config
 from ka_tf.amalgamation.amalgamator import Amalgamator, build_coders
 from ka_tf.amalgamation.branching import choose_branch_points
 from ka_tf.amalgamation.report import console_summary, prediction_panel, write_report
@@ -193,6 +194,11 @@ def amalgamate(
     Returns:
         The report dict (also written as ``amalgamation_report.json``/``.md``).
     """
+    if blockwise_steps < 0 or finetune_steps < 0:
+        raise ConfigError(
+            f"amalgamate.blockwise_steps and finetune_steps must be >= 0. Received: "
+            f"blockwise_steps={blockwise_steps}, finetune_steps={finetune_steps}."
+        )
     state = _State(model_dir)
     log_dir = os.path.join(model_dir, "logs")
     with strategy.scope():
@@ -216,6 +222,9 @@ def amalgamate(
         blockwise = build_blockwise_student(teacher_models, init_from, gate_scale, synchronized_bn)
         coders = build_coders(blockwise.candidate_channels(), tasks, gate_scale)
     groups = {"student": blockwise, "coders": _CoderGroup(coders)}
+    # The teachers, the data and the losses are loaded and valid: only now may this run
+    # replace a previous run's config.gin.
+    config.write_config(model_dir)
     blocks = range(len(BRANCH_CANDIDATES)) if blockwise_steps > 0 else []
     previous_checkpoint = None
     for block in blocks:

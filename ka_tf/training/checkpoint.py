@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from ka_tf.errors import ModelFileError
+from ka_tf.io_utils import storage_error
 
 _NAME = re.compile(r"^ckpt-(\d{6})$")
 
@@ -76,15 +77,21 @@ class TrainingCheckpoint:
         return found[-1] if found else None
 
     def save(self, epoch: int, progress: Mapping[str, Any] | None = None) -> str:
-        """Writes ``ckpt-<epoch>`` atomically and prunes old ones; returns its path."""
-        os.makedirs(self.directory, exist_ok=True)
+        """Writes ``ckpt-<epoch>`` atomically and prunes old ones; returns its path.
+
+        Raises:
+            StorageError: if the disk is full or the directory cannot be written (the
+                message names the checkpoint still intact); nothing is pruned then.
+        """
         arrays = {key: np.asarray(v.numpy()) for key, v in _named_weights(self.groups).items()}
         if self.optimizer is not None:
             for index, variable in enumerate(self.optimizer.variables):
                 arrays[f"optimizer/{index:05d}"] = np.asarray(variable.numpy())
         final = os.path.join(self.directory, f"ckpt-{epoch:06d}")
-        tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=self.directory)
+        tmp = None
         try:
+            os.makedirs(self.directory, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=self.directory)
             with open(os.path.join(tmp, "state.npz"), "wb") as handle:
                 np.savez(handle, **arrays)
                 handle.flush()
@@ -96,8 +103,20 @@ class TrainingCheckpoint:
             if os.path.exists(final):
                 shutil.rmtree(final)
             os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException as error:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(error, OSError):
+                previous = self.latest()
+                kept = (
+                    f"The previous checkpoint {previous} is intact: rerun the same command "
+                    f"to resume from it."
+                    if previous
+                    else "No earlier checkpoint exists."
+                )
+                translated = storage_error(error, f"checkpoint {final}", kept)
+                if translated is not None:
+                    raise translated from error
             raise
         for old in self.checkpoints()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)

@@ -81,8 +81,10 @@ def set_up_run(flag_values: flags.FlagValues) -> tf.distribute.Strategy:
     ``--strategy``/``--precision`` override gin's ``get_strategy.name`` and
     ``set_precision_policy.name``. The strategy is created first (a
     ``MultiWorkerMirroredStrategy`` must configure collective ops before TensorFlow
-    starts its runtime), then ``--deterministic`` seeds everything. The chief writes
-    the gin config to the run directory.
+    starts its runtime), then ``--deterministic`` seeds everything. The chief probes
+    that the run directory is writable; the gin config is written there by the
+    training function once its inputs are loaded (:func:`ka_tf.config.write_config`),
+    so a run that fails on bad input leaves a previous run's ``config.gin`` as it was.
     """
     distribute.validate_choice("strategy", flag_values.strategy, distribute.STRATEGIES)
     distribute.validate_choice("precision", flag_values.precision, distribute.PRECISIONS)
@@ -104,7 +106,6 @@ def set_up_run(flag_values: flags.FlagValues) -> tf.distribute.Strategy:
         keras.utils.set_random_seed(int(flag_values.seed))
     if is_chief(strategy):
         ensure_writable_dir(flag_values.model_dir)
-        config.write_config(flag_values.model_dir)
     if flag_values.precision:
         distribute.set_precision_policy(flag_values.precision)
     else:

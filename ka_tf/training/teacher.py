@@ -12,6 +12,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from ka_tf import config
 from ka_tf.constants import IMAGE
 from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
@@ -119,6 +120,10 @@ def train_teacher(
         )
         teacher.optimizer.build(teacher.trainable_variables)
     validation = supervised_pairs(val_data(), task) if val_data else None
+    supervised_pairs(train_data(), task)  # checks the data's paths, sizes and task
+    # The model, optimizer and data are valid: only now may this run replace a previous
+    # run's config.gin.
+    config.write_config(model_dir)
     best_path = os.path.join(model_dir, BEST_WEIGHTS)
     callbacks = [KeepBest(best_path)] if validation is not None else []
     run_phase(
