@@ -402,6 +402,7 @@ def test_bad_options(exported, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # ~16 s: trains and exports a bfloat16 model
 def test_mixed_bfloat16_model_is_rebuilt_in_float32(tmp_path):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:

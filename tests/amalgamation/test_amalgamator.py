@@ -137,6 +137,7 @@ def test_mirrored_two_replicas_match_one_device():
         np.testing.assert_allclose(b, a, atol=1e-3 * largest)
 
 
+@pytest.mark.slow  # ~14 s: bfloat16 on CPU
 def test_mixed_bfloat16_trains_and_outputs_float32():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     amalgamator = make_amalgamator(make_teachers(), "finetune", eager=True)

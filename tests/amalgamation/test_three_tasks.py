@@ -61,6 +61,7 @@ def _run(gin_file, teachers, tmp_path, *bindings):
     return amalgamate(str(tmp_path / "run"), tf.distribute.get_strategy())
 
 
+@pytest.mark.slow  # ~35 s on 2 cores; the online test stays in the default suite
 def test_offline_joint_teacher_adds_normals(files, tmp_path):
     joint_before = keras.saving.load_model(files["joint"]).get_weights()
     report = _run(

@@ -46,6 +46,7 @@ def run(model, directory, steps, data=None):
     )
 
 
+@pytest.mark.slow  # ~27 s; test_kill_resume covers resuming a real process as well
 def test_resumed_run_matches_uninterrupted(tmp_path):
     straight = compiled_teacher()
     run(straight, str(tmp_path / "straight"), steps=6)
