@@ -1,4 +1,4 @@
-"""Out of disk: the failing save names what it could not write, and nothing is lost.
+"""Out of disk or killed mid-save: the failing save names what it could not write, nothing is lost.
 
 A fast test fails a checkpoint save with ``ENOSPC`` in process; a slow one takes the
 room away from a real ``tools/train.py`` mid fine-tuning (``RLIMIT_FSIZE`` lowered on
@@ -57,6 +57,20 @@ def test_checkpoint_save_on_full_disk_keeps_the_previous_one(tmp_path, monkeypat
     assert checkpoint.restore_latest() == {"epoch": 1, "phase": "finetune"}
     for restored, expected in zip(model.get_weights(), saved, strict=True):
         np.testing.assert_array_equal(restored, expected)
+
+
+def test_save_killed_midway_leaves_only_a_temp_dir_that_the_next_save_removes(tmp_path):
+    model = _model()
+    checkpoint = TrainingCheckpoint(str(tmp_path / "ckpt"), {"model": model})
+    checkpoint.save(epoch=1)
+    # What a save killed before its rename leaves: a temporary directory, half written.
+    leftover = tmp_path / "ckpt" / ".tmp-ckpt-killed"
+    leftover.mkdir()
+    (leftover / "state.npz").write_bytes(b"PK\x03\x04 half a zip")
+    assert checkpoint.latest().endswith("ckpt-000001")  # never mistaken for a checkpoint
+    assert checkpoint.restore_latest() == {"epoch": 1}
+    checkpoint.save(epoch=2)
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["ckpt-000001", "ckpt-000002"]
 
 
 def test_atomic_write_on_full_disk_names_the_file_and_keeps_it(tmp_path):
