@@ -48,10 +48,14 @@ def exit_now(code: int) -> None:
 _GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)")
 
 
+def _error_line(message: object) -> str:
+    """``error: <message>`` on one line, without gin's call-site suffix."""
+    return "error: " + " ".join(_GIN_CONTEXT.sub("", str(message)).split())
+
+
 def fail(message: str) -> None:
     """Prints ``error: <message>`` as one line on stderr and exits with status 2."""
-    first_line = " ".join(_GIN_CONTEXT.sub("", str(message)).split())
-    print(f"error: {first_line}", file=sys.stderr)
+    print(_error_line(message), file=sys.stderr)
     exit_now(EXIT_USAGE)
 
 
@@ -86,7 +90,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         except UserInputError as error:
             fail(str(error))
         except TrainingError as error:
-            print(f"error: {' '.join(_GIN_CONTEXT.sub('', str(error)).split())}", file=sys.stderr)
+            print(_error_line(error), file=sys.stderr)
             exit_now(1)
         return None
 

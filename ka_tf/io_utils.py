@@ -67,7 +67,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         if tmp_path is not None and os.path.exists(tmp_path):
             os.remove(tmp_path)
         if isinstance(error, OSError):
-            kept = "Its previous version, if any, is unchanged." if os.path.exists(path) else None
+            kept = "Its previous version is unchanged." if os.path.exists(path) else None
             translated = storage_error(error, path, kept)
             if translated is not None:
                 raise translated from error
