@@ -64,10 +64,36 @@ def load(name: str, data_dir: str, split: str, **options: Any):
     Args:
         name: A name from :func:`available_datasets`.
         data_dir: The dataset's root directory.
-        split: The split to read (dataset-specific names, e.g. ``train``/``test``).
+        split: The split to read (dataset-specific names, e.g. ``train``/``test``), or
+            several joined by ``+`` (e.g. ``"teacher+transfer"``): their elements one
+            split after the other, each split in its own order.
         **options: Loader-specific options (resizing, label sets, shuffling, ...).
 
     Returns:
         A dataset of dicts following the contract in :mod:`ka_tf.data`.
+
+    Raises:
+        ConfigError: On an empty split name in ``split``, or splits whose elements
+            differ (e.g. a labelled and an images-only split without ``images_only``).
     """
-    return _resolve(name)(data_dir=data_dir, split=split, **options)
+    loader = _resolve(name)
+    parts = [part.strip() for part in split.split("+")]
+    if len(parts) == 1:
+        return loader(data_dir=data_dir, split=split, **options)
+    if not all(parts):
+        raise ConfigError(
+            f"empty split name in split={split!r}: join split names with '+', "
+            f"e.g. 'teacher+transfer'."
+        )
+    datasets = [loader(data_dir=data_dir, split=part, **options) for part in parts]
+    joined = datasets[0]
+    for part, dataset in zip(parts[1:], datasets[1:], strict=True):
+        if dataset.element_spec != joined.element_spec:
+            raise ConfigError(
+                f"split={split!r}: split {part!r} of {name!r} has elements "
+                f"{sorted(dataset.element_spec)} but {parts[0]!r} has "
+                f"{sorted(joined.element_spec)}; join splits with the same keys, or read "
+                f"images only (make_dataset.images_only = True)."
+            )
+        joined = joined.concatenate(dataset)
+    return joined
