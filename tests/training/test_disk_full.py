@@ -16,7 +16,6 @@ import resource
 import signal
 import subprocess
 import threading
-import time
 
 import keras
 import numpy as np
@@ -26,7 +25,7 @@ from ka_tf import io_utils
 from ka_tf.errors import StorageError
 from ka_tf.training.checkpoint import TrainingCheckpoint
 from tests.helpers import REPO_ROOT
-from tests.training.tiny_train import make_inputs, train_command
+from tests.training.tiny_train import make_inputs, train_command, wait_for_checkpoint
 
 
 def _model() -> keras.Model:
@@ -118,11 +117,7 @@ def test_train_runs_out_of_disk_mid_finetuning_then_resumes(tmp_path):
     for reader in readers:
         reader.start()
     try:
-        deadline = time.monotonic() + 240
-        while not (checkpoints.is_dir() and list(checkpoints.glob("ckpt-*"))):
-            assert process.poll() is None, "".join(output["stderr"])[-3000:]
-            assert time.monotonic() < deadline, "no fine-tuning checkpoint within 240 s"
-            time.sleep(0.02)
+        wait_for_checkpoint(process, checkpoints, lambda: "".join(output["stderr"])[-3000:])
         # The disk "fills": no file may grow past 1 KiB from now on.
         resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (1024, 1024))
         process.wait(timeout=120)

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,6 +24,7 @@ from tests.training.tiny_train import (
     make_inputs,
     student_weights,
     train_command,
+    wait_for_checkpoint,
 )
 
 
@@ -81,11 +81,7 @@ def test_sigkill_during_finetuning_then_resume_matches_uninterrupted_run(tmp_pat
     with open(tmp_path / "killed.log", "w") as log:
         process = subprocess.Popen(command(killed), cwd=REPO_ROOT, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 240
-        while not (checkpoints.is_dir() and any(checkpoints.glob("ckpt-*"))):
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no fine-tuning checkpoint within 240 s"
-            time.sleep(0.02)
+        wait_for_checkpoint(process, checkpoints, lambda: "the run ended before it could be killed")
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     finally:

@@ -8,7 +8,11 @@ minutes on the 2-core CI machine; the fine-tuning phase is the one interrupted.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -78,3 +82,20 @@ def assert_identical(actual: list[np.ndarray], expected: list[np.ndarray]) -> No
     for index, (a, e) in enumerate(zip(actual, expected, strict=True)):
         assert a.shape == e.shape and a.dtype == e.dtype, index
         assert np.array_equal(a, e), f"weight {index} differs by {np.max(np.abs(a - e))}"
+
+
+def wait_for_checkpoint(
+    process: subprocess.Popen,
+    checkpoints: Path,
+    ended_early: Callable[[], str],
+    timeout_s: float = 240.0,
+) -> None:
+    """Polls until ``checkpoints`` holds a ``ckpt-*`` of the running ``process``.
+
+    Fails with ``ended_early()`` if the process exits first, or after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not (checkpoints.is_dir() and any(checkpoints.glob("ckpt-*"))):
+        assert process.poll() is None, ended_early()
+        assert time.monotonic() < deadline, f"no checkpoint in {checkpoints} within {timeout_s} s"
+        time.sleep(0.02)
