@@ -149,8 +149,10 @@ def get_strategy(name: str = "auto", devices: list[str] | None = None) -> tf.dis
 
     Args:
         name: ``"auto"`` (multi-worker if ``TF_CONFIG`` is set, mirrored over several
-            GPUs if there are more than one, else one device), ``"one_device"``,
-            ``"mirrored"`` (all GPUs, or all logical CPUs without a GPU) or
+            GPUs if there are more than one, else one device), ``"one_device"``
+            (TF's default strategy, which places ops itself; ``OneDeviceStrategy``
+            on ``devices[0]`` when ``devices`` is given), ``"mirrored"`` (all GPUs,
+            or all logical CPUs without a GPU) or
             ``"multi_worker"`` (``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``).
         devices: Explicit device names for ``one_device``/``mirrored``.
 

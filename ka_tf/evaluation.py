@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
@@ -180,6 +181,7 @@ def _cardinality(dataset: tf.data.Dataset, max_batches: int | None) -> int | Non
     return max_batches if known is None else min(known, max_batches)
 
 
+@gin.configurable(allowlist=["min_depth", "max_depth"])
 def evaluate_model(
     model: keras.Model,
     dataset: tf.data.Dataset,
@@ -200,7 +202,10 @@ def evaluate_model(
         max_batches: Stop after this many batches (None: the whole dataset).
         progress: Show a tqdm progress bar.
         min_depth: Lower clamp of depth predictions in metres.
-        max_depth: Upper clamp of depth predictions; also masks deeper targets.
+        max_depth: Upper clamp of depth predictions; also masks deeper targets. Both
+            are gin-bindable (``evaluate_model.max_depth``): a dataset's gin file binds
+            its valid depth range, as the standard protocols cap predictions (e.g. at
+            10 m on NYUv2); an explicit argument wins.
 
     Returns:
         The :func:`ka_tf.metrics.compute_metrics` keys of the evaluated tasks.

@@ -17,6 +17,7 @@ CONFIGURABLE_MODULES = (
     "ka_tf.training.teacher",
     "ka_tf.amalgamation.branching",
     "ka_tf.amalgamation.run",
+    "ka_tf.evaluation",
 )
 
 for _module in CONFIGURABLE_MODULES:

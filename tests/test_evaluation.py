@@ -1,5 +1,6 @@
 """ka_tf.evaluation: a real tiny Keras model streamed over tf.data equals compute_metrics."""
 
+import gin
 import keras
 import numpy as np
 import pytest
@@ -73,6 +74,33 @@ def test_evaluate_model_equals_compute_metrics():
     assert first_two == pytest.approx(
         compute_metrics({"depth": predict_dense(model, head["image"])["depth"]}, head)
     )
+
+
+def _far_depth_model(metres: float) -> keras.Model:
+    """Predicts ``metres`` everywhere (a diverging depth head)."""
+    inputs = keras.Input((None, None, 3))
+    depth = keras.layers.Lambda(lambda x: x[..., :1] * 0.0 + metres)(inputs)
+    return keras.Model(inputs, {"depth": depth}, name="far")
+
+
+def test_a_gin_bound_max_depth_caps_predictions():
+    arrays = tiny_arrays(n=2)
+    del arrays["semseg"], arrays["normals"]
+    dataset = tf.data.Dataset.from_tensor_slices(arrays).batch(2)
+    model = _far_depth_model(1e6)
+    uncapped = evaluate_model(model, dataset, progress=False)
+    with gin.unlock_config():
+        gin.parse_config("evaluate_model.max_depth = 20.0")
+    try:
+        capped = evaluate_model(model, dataset, progress=False)
+        explicit = evaluate_model(model, dataset, max_depth=None, progress=False)
+    finally:
+        gin.clear_config()
+    targets = arrays["depth"][arrays["depth"] > 0]
+    assert uncapped["depth/rmse"] > 1e5
+    assert capped["depth/rmse"] == pytest.approx(np.sqrt(np.mean((20.0 - targets) ** 2)), rel=1e-5)
+    assert capped == pytest.approx(evaluate_model(_far_depth_model(20.0), dataset, progress=False))
+    assert explicit == pytest.approx(uncapped)  # an explicit argument wins over gin
 
 
 def test_evaluate_model_uses_only_labelled_tasks_and_num_classes_override():
