@@ -19,7 +19,7 @@ TINY = (
     "--batch_size=2",
     "--repeats=1",
     "--min_time_s=0.02",
-    "--gin_bindings=synth_benchmark.splits = {'transfer': 4}",
+    "--gin_bindings=synth_benchmark.splits = {'teacher': 4, 'transfer': 4}",
 )
 
 

@@ -110,7 +110,7 @@ def test_demo_recipe_end_to_end_writes_the_report(tmp_path, teachers):
         "amalgamate.num_panels = 2",
         "amalgamate.test_data = @val/make_dataset",
         "amalgamate.eval_split = 'val'",
-        "synth_benchmark.splits = {'transfer': 8, 'val': 4, 'test': 4}",
+        "synth_benchmark.splits = {'teacher': 4, 'transfer': 8, 'val': 4, 'test': 4}",
         cache=str(tmp_path / "cache"),
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -26,7 +26,7 @@ def test_resume_after_block_two(tmp_path, monkeypatch):
     bindings = [
         "BATCH_SIZE = 2",
         "IMAGE_SIZE = (32, 64)",
-        "synth_benchmark.splits = {'transfer': 4, 'val': 2, 'test': 2}",
+        "synth_benchmark.splits = {'teacher': 4, 'transfer': 4, 'val': 2, 'test': 2}",
         f"TEACHERS = {teachers!r}",
         "BLOCKWISE_STEPS = 1",
         "TRAIN_STEPS = 1",
