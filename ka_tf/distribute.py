@@ -36,7 +36,7 @@ def _one_device(devices: list[str] | None) -> tf.distribute.Strategy:
     The default strategy leaves placement to TensorFlow (the first GPU if any, else
     the CPU). ``OneDeviceStrategy`` pins every op to its device explicitly, and on
     this project's CPU that made the same training step 2x slower at the same CPU
-    use (teacher step 330 vs 150 ms, BUILD.md "Performance"), so it is used only
+    use (teacher step 330 vs 150 ms; BUILD.md, "Performance fixes, measured"), so it is used only
     for an explicitly named device.
     """
     if devices:
