@@ -18,6 +18,10 @@ from absl import flags, logging
 
 from ka_tf.errors import ConfigError
 
+# The DEFINE_* calls below run on behalf of a tool; disclaiming makes absl count their
+# flags as the calling tool's own, so the tool's --help lists them.
+flags.disclaim_key_flags()
+
 OPERATIVE_CONFIG_NAME = "operative_config.gin"
 CONFIG_NAME = "config.gin"
 

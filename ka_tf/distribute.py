@@ -18,9 +18,13 @@ from collections.abc import Callable
 import gin
 import keras
 import tensorflow as tf
-from absl import logging
+from absl import flags, logging
 
 from ka_tf.errors import ConfigError
+
+# The DEFINE_* calls below run on behalf of a tool; disclaiming makes absl count their
+# flags as the calling tool's own, so the tool's --help lists them.
+flags.disclaim_key_flags()
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -237,8 +241,6 @@ def set_precision_policy(name: str = "auto") -> str:
 
 def define_distribution_flags() -> None:
     """Defines ``--strategy`` and ``--precision`` (validated by :func:`get_strategy`)."""
-    from absl import flags
-
     flags.DEFINE_string(
         "strategy",
         None,

@@ -42,11 +42,14 @@ def test_write_config_writes_text(tmp_path):
     assert "build_optimizer.learning_rate = 0.25" in open(path).read()
 
 
-def test_tool_help_lists_gin_flags():
-    result = run_tool("tools/env_info.py", "--helpfull")
+def test_tool_help_lists_gin_and_training_flags():
+    # Flags defined by ka_tf's helpers count as the tool's own, so plain --help shows them.
+    result = run_tool("tools/train.py", "--help")
     assert result.returncode == 0, result.stderr
-    for flag in ("--gin_file", "--gin_bindings", "--gin_search_paths", "--strategy", "--precision"):
-        assert flag in result.stdout
+    for flag in ("gin_file", "gin_bindings", "gin_search_paths", "strategy", "precision"):
+        assert f"\n  --{flag}:" in result.stdout, flag
+    for flag in ("model_dir", "deterministic", "seed"):
+        assert f"\n  --{flag}:" in result.stdout or f"\n  --[no]{flag}:" in result.stdout, flag
 
 
 def test_tool_unknown_binding_exit_2():

@@ -1,4 +1,4 @@
-"""Renders one split of the embedded synthetic benchmark into sharded TFRecords.
+r"""Renders one split of the embedded synthetic benchmark into sharded TFRecords.
 
 Usage:
     python tools/make_synth.py --scene=street --split=teacher --num_frames=600 \
@@ -69,6 +69,14 @@ def _check_flags() -> None:
         )
     if os.path.exists(FLAGS.out_dir) and not os.path.isdir(FLAGS.out_dir):
         raise ConfigError(f"--out_dir={FLAGS.out_dir} is a file, expected a directory.")
+    ancestor = os.path.dirname(os.path.abspath(FLAGS.out_dir))
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ConfigError(
+            f"--out_dir={FLAGS.out_dir} lies below {ancestor}, which is a file; "
+            f"choose a directory path."
+        )
     if FLAGS.preview and os.path.isdir(FLAGS.preview):
         raise ConfigError(f"--preview={FLAGS.preview} is a directory, expected a PNG file path.")
 

@@ -1,4 +1,4 @@
-"""Amalgamates frozen teachers into one multi-task student — the main ka_tf job.
+r"""Amalgamates frozen teachers into one multi-task student — the main ka_tf job.
 
 Usage:
     python tools/train.py --gin_file=gin/demo.gin --model_dir=runs/demo

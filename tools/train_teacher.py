@@ -1,4 +1,4 @@
-"""Trains a single-task SegNet teacher on labelled data.
+r"""Trains a single-task SegNet teacher on labelled data.
 
 Usage:
     python tools/train_teacher.py --gin_file=gin/teachers/synth_street_semseg.gin \

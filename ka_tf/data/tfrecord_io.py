@@ -81,7 +81,10 @@ def serialize_example(record: dict[str, np.ndarray], features: dict[str, dict]) 
         )
         for name, spec in features.items()
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature_map)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature_map))
+    # The feature map is a protobuf map: without ``deterministic`` its key order, and so
+    # the shard bytes, change from process to process.
+    return example.SerializeToString(deterministic=True)
 
 
 def _sha256(path: str) -> str:
@@ -133,6 +136,28 @@ def _write_shards(
     return shards
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _dead_writers_leftovers(parent: str, base: str) -> list[str]:
+    """Staging/old directories of ``base`` left by writers that were killed."""
+    leftovers = []
+    for name in os.listdir(parent):
+        for kind in ("staging", "old"):
+            prefix = f".{base}.{kind}-"
+            suffix = name[len(prefix) :]
+            if name.startswith(prefix) and suffix.isdigit() and not _pid_alive(int(suffix)):
+                leftovers.append(os.path.join(parent, name))
+    return leftovers
+
+
 def write_dataset(
     directory: str,
     records: Iterable[dict[str, np.ndarray]],
@@ -165,7 +190,7 @@ def write_dataset(
     base = os.path.basename(directory)
     staging = os.path.join(parent, f".{base}.staging-{os.getpid()}")
     old = os.path.join(parent, f".{base}.old-{os.getpid()}")
-    for leftover in (staging, old):
+    for leftover in (staging, old, *_dead_writers_leftovers(parent, base)):
         shutil.rmtree(leftover, ignore_errors=True)
     os.makedirs(staging)
     try:

@@ -24,6 +24,11 @@ from absl import flags, logging
 from ka_tf import config, distribute
 from ka_tf.io_utils import ensure_writable_dir
 
+# The DEFINE_* calls below run on behalf of a tool; disclaiming makes absl count their
+# flags as the calling tool's own, so the tool's --help lists them.
+flags.disclaim_key_flags()
+
+
 # What a non-chief worker copies from --model_dir (when it can see it) to resume.
 _RESUMABLE = ("checkpoints", "amalgamation_state.json")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import gin
 import numpy as np
@@ -284,6 +285,20 @@ def test_interrupted_write_leaves_previous_dataset_and_no_half_shard(tmp_path):
         tfrecord_io.write_dataset(fresh, failing(), features, num_records=3)
     with pytest.raises(DataError, match=r"spec\.json is missing"):
         tfrecord_io.load_dataset(fresh)
+
+
+def test_write_removes_leftovers_of_a_killed_writer(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a finished process: its pid names no live writer
+    leftover = tmp_path / f".ds.staging-{dead.pid}"
+    leftover.mkdir()
+    (leftover / ".data-00000-of-00001.tfrecord.tmp").write_bytes(b"half a shard")
+    live = tmp_path / f".ds.staging-{os.getppid()}"  # another writer still running: kept
+    live.mkdir()
+    features = {"x": tfrecord_io.feature("float32", (2,))}
+    tfrecord_io.write_dataset(str(tmp_path / "ds"), [{"x": np.ones(2)}], features, 1)
+    assert not leftover.exists() and live.exists()
+    assert tfrecord_io.read_spec(str(tmp_path / "ds"))["num_records"] == 1
 
 
 def test_ensure_generated_caches_by_spec(tmp_path):

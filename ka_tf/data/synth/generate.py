@@ -196,16 +196,29 @@ def generate_split(
     if config.scene != scene:
         raise ConfigError(f"config is for scene {config.scene!r}, not {scene!r}.")
     frames = iter_frames(scene, split, num_frames, height, width, seed, config, workers)
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        frames = tqdm(frames, total=num_frames, desc=f"{scene}/{split}", unit="frame")
+        bar = tqdm(total=num_frames, desc=f"{scene}/{split}", unit="frame")
+        frames = _counted(frames, bar)
     directory = split_dir(data_dir, scene, split)
-    write_dataset(
-        directory,
-        frames,
-        features_spec(height, width),
-        num_records=num_frames,
-        metadata=spec_metadata(scene, split, num_frames, height, width, seed, config),
-    )
+    try:
+        write_dataset(
+            directory,
+            frames,
+            features_spec(height, width),
+            num_records=num_frames,
+            metadata=spec_metadata(scene, split, num_frames, height, width, seed, config),
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     return directory
+
+
+def _counted(frames, bar):
+    """Yields ``frames``, advancing ``bar`` once each frame is rendered."""
+    for frame in frames:
+        bar.update(1)
+        yield frame
