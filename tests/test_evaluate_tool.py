@@ -52,7 +52,12 @@ def fixture_dir(tmp_path_factory):
     return directory
 
 
-def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path):
+# The depth cap from the flag, or from gin as the dataset gin files bind it: the flag
+# must not override a gin binding it was not given for.
+@pytest.mark.parametrize(
+    "depth_cap", ["--max_depth=2.5", "--gin_bindings=evaluate_model.max_depth = 2.5"]
+)
+def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path, depth_cap):
     output = tmp_path / "report" / "report.json"
     result = run_tool(
         str(fixture_dir / "launch.py"),
@@ -62,7 +67,7 @@ def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path):
         "--split=test",
         "--batch_size=2",
         "--max_examples=3",
-        "--max_depth=2.5",
+        depth_cap,
         "--noprogress",
         f"--output={output}",
     )

@@ -40,12 +40,19 @@ flags.DEFINE_integer(
 flags.DEFINE_list(
     "tasks", None, "Tasks to evaluate (semseg,depth,normals); default: all the model has."
 )
-flags.DEFINE_float("min_depth", 1e-3, "Depth predictions are clamped to at least this many metres.")
+flags.DEFINE_float(
+    "min_depth",
+    None,
+    "Depth predictions are clamped to at least this many metres. Default: gin's "
+    "evaluate_model.min_depth (1e-3 unless a --gin_file binds it).",
+)
 flags.DEFINE_float(
     "max_depth",
     None,
-    "If set, depth predictions are clamped to at most this many metres and target pixels "
-    "deeper than it are left out (e.g. 10 for NYUv2, 80 for Cityscapes).",
+    "Depth predictions are clamped to at most this many metres and target pixels deeper "
+    "than it are left out (e.g. 10 for NYUv2, 80 for Cityscapes). Default: gin's "
+    "evaluate_model.max_depth, which the dataset gin files bind (gin/data/*.gin); none "
+    "without one.",
 )
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 config.define_gin_flags()
@@ -70,6 +77,12 @@ def main(argv: list[str]) -> int:
     if FLAGS.max_examples is not None:
         dataset = dataset.take(FLAGS.max_examples)
     dataset = dataset.batch(FLAGS.batch_size)
+    # Only flags given on the command line override gin's evaluate_model bindings.
+    depth_range = {
+        name: getattr(FLAGS, name)
+        for name in ("min_depth", "max_depth")
+        if getattr(FLAGS, name) is not None
+    }
     try:
         results = evaluation.evaluate_model(
             model,
@@ -77,8 +90,7 @@ def main(argv: list[str]) -> int:
             num_classes=FLAGS.num_classes,
             tasks=FLAGS.tasks,
             progress=FLAGS.progress,
-            min_depth=FLAGS.min_depth,
-            max_depth=FLAGS.max_depth,
+            **depth_range,
         )
     except ModelFileError as error:  # the checks name the Keras model; say which file it is
         raise ModelFileError(f"--model={model_path}: {error}") from None
