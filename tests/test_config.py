@@ -2,6 +2,8 @@
 
 import re
 
+import gin
+import keras
 import pytest
 
 import ka_tf.optim
@@ -65,6 +67,29 @@ def test_tool_missing_gin_file_exit_2():
 def test_tool_unknown_strategy_exit_2():
     result = run_tool("tools/env_info.py", "--strategy=warp_drive")
     assert_one_line_error(result, "warp_drive", "mirrored")
+
+
+def test_tool_unknown_precision_exit_2():
+    result = run_tool("tools/env_info.py", "--precision=float8")
+    assert_one_line_error(result, "float8", "mixed_bfloat16")
+
+
+def test_keras_optimizers_and_schedules_are_gin_configurable():
+    config.parse_gin_config(
+        [],
+        [
+            "keras.optimizers.AdamW.weight_decay = 0.05",
+            "keras.optimizers.schedules.CosineDecay.decay_steps = 7",
+            "keras.optimizers.AdamW.learning_rate = @keras.optimizers.schedules.CosineDecay()",
+            "keras.optimizers.schedules.CosineDecay.initial_learning_rate = 0.5",
+        ],
+    )
+    optimizer = gin.get_configurable("keras.optimizers.AdamW")()
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.weight_decay == pytest.approx(0.05)
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert (schedule.initial_learning_rate, schedule.decay_steps) == (0.5, 7)
 
 
 def test_tool_unknown_flag_exit_2():
