@@ -10,6 +10,7 @@ Every tool defines the same three flags (``--gin_file``, ``--gin_bindings``,
 from __future__ import annotations
 
 import os
+import re
 import tokenize
 from collections.abc import Sequence
 
@@ -99,6 +100,13 @@ def parse_gin_config(
         if gin_bindings:
             source += f" / --gin_bindings {list(gin_bindings)}"
         message = " ".join(str(error).split())
+        required = re.search(r"(\w+)/macro\.value set to `?%gin\.REQUIRED", message)
+        if required:
+            name = required.group(1)
+            raise ConfigError(
+                f"{name} is required by {source} but not set. Bind it, e.g. "
+                f"--gin_bindings=\"{name} = '/path/to/data'\"."
+            ) from error
         raise ConfigError(
             f"invalid gin configuration in {source}: {message}. Check the spelling against "
             f"the gin files in gin/ and the configurables in ka_tf."

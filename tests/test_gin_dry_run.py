@@ -15,6 +15,7 @@ import pytest
 import ka_tf.registry_all  # noqa: F401
 from ka_tf import config
 from ka_tf.amalgamation.run import amalgamate
+from ka_tf.errors import ConfigError
 from ka_tf.models import SegNet
 from ka_tf.training.teacher import train_teacher
 from tests.data import fixtures
@@ -77,10 +78,20 @@ def test_the_runnable_files_are_covered():
     assert "gin/teachers/synth_indoor_normals.gin" in TEACHER_FILES
 
 
+def _needs_data_dir(gin_file: str) -> bool:
+    return any(name in gin_file for name in ("cityscapes", "nyuv2", "real_data"))
+
+
 @pytest.mark.parametrize("gin_file", ALL_FILES)
 def test_parses_strictly(gin_file):
-    _parse(gin_file)
+    _parse(gin_file, ["DATA_DIR = '/data'"] if _needs_data_dir(gin_file) else [])
     assert gin.config_str().strip()
+
+
+@pytest.mark.parametrize("gin_file", ["gin/cityscapes.gin", "gin/teachers/nyuv2_depth.gin"])
+def test_real_data_files_require_data_dir(gin_file):
+    with pytest.raises(ConfigError, match=r"DATA_DIR is required .* --gin_bindings=\"DATA_DIR = "):
+        _parse(gin_file)
 
 
 @pytest.mark.parametrize("gin_file", _marked(TEACHER_FILES))

@@ -107,6 +107,11 @@ def _check_frame(
         checks.append(("label", "gtFine labelIds", ("L", "P")))
     if with_depth:
         checks.append(("disparity", "disparity", ("I", "I;16", "I;16B")))
+    if with_depth and not os.path.isfile(paths["camera"]):
+        raise DataError(
+            f"missing camera file {paths['camera']} for image {image_path}; expected "
+            f"camera/<split>/<city>/<city>_<seq>_<frame>_camera.json from camera_trainvaltest.zip."
+        )
     for key, what, modes in checks:
         path = paths[key]
         if not os.path.isfile(path):

@@ -55,7 +55,10 @@ def find_images(root: str) -> tuple[list[str], list[str]]:
 def _check_file(path: str, check: str) -> tuple[int, int]:
     from PIL import Image
 
-    hw = resize.image_size(path)
+    try:
+        hw = resize.image_size(path)
+    except DataError as error:  # not even an image header: same advice as a broken body
+        raise DataError(f"{error} Or pass on_corrupt='skip' to leave such files out.") from None
     try:
         with Image.open(path) as image:
             if check == "decode":

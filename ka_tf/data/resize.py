@@ -77,9 +77,8 @@ def validate_size(size: Sequence[int] | None, option: str = "size") -> tuple[int
 def require_data_dir(data_dir: str | None, dataset: str) -> str:
     """Returns ``data_dir``, or raises ConfigError when it was never set (None or empty).
 
-    The dataset gin files leave ``DATA_DIR = None`` (gin 0.5 rejects an un-overridden
-    ``%gin.REQUIRED`` when a file is parsed on its own), so this is where a missing
-    data directory is reported.
+    The dataset gin files require ``DATA_DIR`` (``%gin.REQUIRED``); this catches a
+    loader called from Python with no data directory.
     """
     if not data_dir:
         raise ConfigError(

@@ -117,6 +117,29 @@ def test_missing_and_wrong_files(tree, tmp_path):
         json.dump({"intrinsic": {"fx": 1.0}}, handle)
     with pytest.raises(DataError, match=r"camera\.json lacks numeric extrinsic\.baseline"):
         cityscapes.load_cityscapes(root, "val")
+    # Label file that is not an image at all; then one cut in half (found when decoding).
+    label = open(val_paths["label"], "rb").read()
+    with open(val_paths["label"], "wb") as handle:
+        handle.write(b"not a png at all")
+    with pytest.raises(DataError, match=r"corrupt or unreadable gtFine labelIds file .*frankfurt"):
+        cityscapes.load_cityscapes(root, "val", with_depth=False)
+    with open(val_paths["label"], "wb") as handle:
+        handle.write(label[: len(label) // 2])
+    with pytest.raises(Exception, match=r"DataError: corrupt or unreadable gtFine labelIds file"):
+        _examples(cityscapes.load_cityscapes(root, "val", with_depth=False))
+    # Camera json and disparity file missing: each named with its image.
+    os.remove(val_paths["camera"])
+    with pytest.raises(
+        DataError, match=r"missing camera file .*_camera\.json for image .*leftImg8bit"
+    ):
+        cityscapes.load_cityscapes(root, "val", with_semseg=False)
+    images_only = cityscapes.load_cityscapes(root, "val", with_depth=False, with_semseg=False)
+    assert len(_examples(images_only)) > 0
+    with open(val_paths["camera"], "w") as handle:
+        json.dump({"intrinsic": {"fx": 1.0}}, handle)
+    os.remove(val_paths["disparity"])
+    with pytest.raises(DataError, match=r"missing disparity file .*_disparity\.png for image"):
+        cityscapes.load_cityscapes(root, "val", with_semseg=False)
     # Disparity saved 8-bit instead of 16-bit.
     Image.fromarray(np.zeros((32, 64), np.uint8), mode="L").save(val_paths["disparity"])
     with pytest.raises(DataError, match=r"disparity file .* mode 'L'; expected 'I'"):

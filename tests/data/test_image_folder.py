@@ -73,6 +73,9 @@ def test_errors_for_bad_folders_and_options(folder, tmp_path):
     (empty / "sub" / "readme.md").write_text("x")
     with pytest.raises(DataError, match=r"no images under .*empty \(found 1 other file.*readme"):
         image_folder.load_image_folder(str(empty), "all")
+    (tmp_path / "bare").mkdir()  # no files at all
+    with pytest.raises(DataError, match=r"no images under .*bare; expected files ending in \.jpg"):
+        image_folder.load_image_folder(str(tmp_path / "bare"), "all")
     with pytest.raises(DataError, match="does not exist"):
         image_folder.load_image_folder(str(tmp_path / "missing"), "all")
     with pytest.raises(DataError, match=r"no folder .*train for split='train'.*split='all'"):
@@ -90,7 +93,7 @@ def test_corrupt_files_error_or_skip(folder, tmp_path):
     shutil.copytree(folder[0], root)
     with open(os.path.join(root, "a", "broken.png"), "wb") as handle:
         handle.write(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    with pytest.raises(DataError, match=r"corrupt or unreadable image file .*broken\.png"):
+    with pytest.raises(DataError, match=r"unreadable image file .*broken\.png.*on_corrupt='skip'"):
         image_folder.load_image_folder(root, "all")
     with pytest.warns(UserWarning, match=r"skipped 1 corrupt image file\(s\) .*a/broken\.png"):
         dataset = image_folder.load_image_folder(root, "all", on_corrupt="skip")

@@ -158,6 +158,30 @@ def test_bad_mat_files(nyu_mat, tmp_path):
     fixtures.write_splits(splits, (1, 6), (2,))
     with pytest.raises(DataError, match=r"split index 6 .* 'trainNdxs' .* holds 5 images"):
         nyuv2.load_nyuv2(root, "train")
+    fixtures.write_splits(splits, (0, 1), (2,))  # 0-based by mistake
+    with pytest.raises(DataError, match=r"split index 0 .* 1-based indices must lie in 1\.\.5"):
+        nyuv2.load_nyuv2(root, "train")
+    fixtures.write_splits(splits, (1,), (2,))
+    # Labels of another size than the images.
+    other = os.path.join(tmp_path, "other")
+    os.makedirs(other)
+    shutil.copy(splits, other)
+    fixtures.write_mat_v73(
+        os.path.join(other, "nyu_depth_v2_labeled.mat"),
+        {
+            "images": np.zeros((24, 32, 3, 2), np.uint8),
+            "depths": np.ones((24, 32, 2), np.float32),
+            "labels": np.zeros((12, 32, 2), np.uint16),
+        },
+    )
+    with pytest.raises(
+        DataError, match=r"'labels' has shape \(2, 32, 12\); expected \(2, 32, 24\)"
+    ):
+        nyuv2.load_nyuv2(other, "train")
+    # The labelled .mat missing, layout named explicitly.
+    os.remove(os.path.join(other, "nyu_depth_v2_labeled.mat"))
+    with pytest.raises(DataError, match=r"missing .*other/nyu_depth_v2_labeled\.mat; expected"):
+        nyuv2.load_nyuv2(other, "train", layout="mat")
     # Missing splits.mat.
     os.remove(splits)
     with pytest.raises(DataError, match=r"missing split file .*splits\.mat"):
@@ -232,9 +256,8 @@ def test_gin_data_file_binds_load(nyu_mat):
     from tests.helpers import REPO_ROOT
 
     gin_file = os.path.join(REPO_ROOT, "gin", "data", "nyuv2.gin")
-    config.parse_gin_config([gin_file])
-    with pytest.raises(ConfigError, match=r"no data directory given for dataset 'nyuv2'"):
-        ka_tf.data.load(split="train")  # DATA_DIR left at None
+    with pytest.raises(ConfigError, match=r"DATA_DIR is required .*nyuv2\.gin"):
+        config.parse_gin_config([gin_file])  # DATA_DIR = %gin.REQUIRED left unbound
     gin.clear_config()
     config.parse_gin_config([gin_file], [f"DATA_DIR = '{nyu_mat.data_dir}'"])
     assert gin.query_parameter("%NUM_CLASSES") == len(NYU13_CLASSES)
