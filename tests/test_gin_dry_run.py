@@ -111,9 +111,13 @@ def test_teacher_file_trains_one_step(gin_file, data_dirs, tmp_path):
         ],
     )
     report = train_teacher(str(tmp_path), tf.distribute.get_strategy())
-    assert os.path.exists(tmp_path / "teacher.keras")
+    for artifact in ("teacher.keras", "best.weights.h5", "config.gin", "teacher_report.json"):
+        assert os.path.exists(tmp_path / artifact), artifact
+    assert os.listdir(tmp_path / "checkpoints") and os.listdir(tmp_path / "logs")
     assert report["task"] in ("semseg", "depth", "normals")
     assert report["metrics"]["test"], report
+    # The trivial baseline is scored on the same keys.
+    assert set(report["baseline"]["metrics"]["test"]) == set(report["metrics"]["test"])
 
 
 @pytest.mark.parametrize("gin_file", _marked(EXPERIMENT_FILES))

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from ka_tf import config
-from ka_tf.constants import IMAGE
+from ka_tf.constants import IMAGE, SEMSEG
 from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models import SegNet
@@ -80,6 +80,26 @@ class KeepBest(keras.callbacks.Callback):
         atomic_write_json(self.record_path, {"val_loss": self.best, "epoch": epoch + 1})
 
 
+def _baseline_report(
+    teacher: keras.Model,
+    task: str,
+    train: tf.data.Dataset,
+    test: tf.data.Dataset,
+    batches: int,
+    eval_max_batches: int | None,
+) -> dict[str, Any]:
+    """The trivial constant baseline of ``task``, fitted on train and scored on test."""
+    from ka_tf.baselines import fit_constant_baseline
+    from ka_tf.evaluation import evaluate_model
+
+    classes = int(teacher.output[task].shape[-1]) if task == SEMSEG else None
+    baseline = fit_constant_baseline(train, task, num_classes=classes, max_batches=batches)
+    metrics = evaluate_model(
+        baseline.model(), test, tasks=[task], max_batches=eval_max_batches, progress=False
+    )
+    return {"predictor": baseline.description, "metrics": {"test": metrics}}
+
+
 @gin.configurable(denylist=["model_dir", "strategy"])
 def train_teacher(
     model_dir: str,
@@ -93,6 +113,7 @@ def train_teacher(
     steps_per_epoch: int = 50,
     val_batches: int | None = None,
     eval_max_batches: int | None = None,
+    baseline_batches: int = 50,
 ) -> dict[str, Any]:
     """Trains a teacher on labelled data, keeps the best on val, saves ``teacher.keras``.
 
@@ -108,9 +129,13 @@ def train_teacher(
         steps_per_epoch: Steps between checkpoints and validations.
         val_batches: Validation batches per epoch (None: the whole split).
         eval_max_batches: Cap on test batches.
+        baseline_batches: Training batches the trivial baseline (majority class, mean
+            depth, mean normal; :mod:`ka_tf.baselines`) is fitted on; it is scored on
+            the test split next to the teacher. 0 skips it.
 
     Returns:
-        ``{"task", "params", "best_val_loss", "metrics": {"test": {...}}, "wall_time_s"}``.
+        ``{"task", "params", "best_val_loss", "metrics": {"test": {...}},
+        "baseline": {"predictor", "metrics": {"test": {...}}}, "wall_time_s"}``.
     """
     started = time.time()
     with strategy.scope():
@@ -153,6 +178,10 @@ def train_teacher(
         report["metrics"] = {
             "test": evaluate_model(teacher, test_data(), tasks=[task], max_batches=eval_max_batches)
         }
+        if baseline_batches > 0:
+            report["baseline"] = _baseline_report(
+                teacher, task, train_data(), test_data(), baseline_batches, eval_max_batches
+            )
     report["wall_time_s"] = time.time() - started
     atomic_write_json(os.path.join(model_dir, "teacher_report.json"), report)
     return report
