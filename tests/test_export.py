@@ -563,3 +563,59 @@ def test_tool_exports_with_int8_from_an_image_folder(tool_files, tmp_path):
     assert report["parity_images"]["source"] == f"{folder} (after 4 calibration images)"
     assert report["parity_images"]["count"] == 2
     assert "student_int8.tflite" in result.stdout
+
+
+def _far_depth_model(metres: float) -> keras.Model:
+    """Predicts ``metres`` everywhere (a diverging depth head), at a fixed input size."""
+    inputs = keras.Input((H, W, 3))
+    depth = keras.layers.Lambda(lambda x: x[..., :1] * 0.0 + metres)(inputs)
+    return keras.Model(inputs, {"depth": depth}, name="far")
+
+
+def test_max_depth_clamps_the_exported_depth(tmp_path):
+    images = np.zeros((1, H, W, 3), np.float32)
+    model = _far_depth_model(4000.0)
+    assert np.all(KerasRunner(model)(images)["depth"] == 4000.0)
+    clamped = KerasRunner(model, max_depth=160.0)
+    assert np.all(clamped(images)["depth"] == 160.0)
+    # The clamp is part of the converted graph (builtin ops), not of the Python runner.
+    path = tmp_path / "far.tflite"
+    path.write_bytes(convert_tflite(clamped.module, "none"))
+    assert np.all(TFLiteRunner(str(path))(images)["depth"] == 160.0)
+
+
+@pytest.mark.slow  # ~30 s: a SavedModel export, then a failing overwrite
+def test_dynamic_size_model_needs_image_size_and_a_failed_export_loses_nothing(
+    tmp_path, monkeypatch
+):
+    keras.utils.set_random_seed(0)
+    model = TargetNet(("depth",), branch_points={"depth": 4}, width_multiplier=1 / 16)
+    out_dir = str(tmp_path / "out")
+    with pytest.raises(ModelFileError, match=r"no fixed input size .*--image_size"):
+        export_model(model, out_dir, formats=("saved_model",))
+    export_model(model, out_dir, formats=("saved_model",), image_size=(H, W))
+    before = {
+        os.path.relpath(os.path.join(root, name), out_dir): open(
+            os.path.join(root, name), "rb"
+        ).read()
+        for root, _, names in os.walk(out_dir)
+        for name in names
+    }
+    import ka_tf.export.exporter as exporter
+
+    def broken_converter(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(exporter, "convert_onnx", broken_converter)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export_model(
+            model, out_dir, formats=("saved_model", "onnx"), image_size=(H, W), overwrite=True
+        )
+    after = {
+        os.path.relpath(os.path.join(root, name), out_dir): open(
+            os.path.join(root, name), "rb"
+        ).read()
+        for root, _, names in os.walk(out_dir)
+        for name in names
+    }
+    assert after == before  # the previous export is intact and nothing half-written is left

@@ -75,7 +75,11 @@ flags.DEFINE_integer(
     "eval_max_examples", None, "Evaluate on at most this many examples.", lower_bound=1
 )
 flags.DEFINE_float(
-    "max_depth", None, "Depth metrics: clamp predictions / mask targets beyond this (metres)."
+    "max_depth",
+    None,
+    "The data's depth range in metres (e.g. 160 for the synthetic streets, 10 for NYUv2): "
+    "every artifact clamps its depth output to [0, max_depth] (int8 files then quantise "
+    "valid depths only), and the metrics mask target pixels beyond it.",
 )
 flags.DEFINE_integer(
     "parity_images", 8, "How many held-out images the parity figures use.", lower_bound=1

@@ -59,8 +59,12 @@ def output_names_for(tasks: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def postprocess(outputs: dict) -> dict[str, tf.Tensor]:
-    """Turns a ka_tf model's output dict into the exported outputs (see module docs)."""
+def postprocess(outputs: dict, max_depth: float | None = None) -> dict[str, tf.Tensor]:
+    """Turns a ka_tf model's output dict into the exported outputs (see module docs).
+
+    With ``max_depth``, depth is clamped to ``[0, max_depth]`` metres: the valid range
+    of the data, which also bounds the range a quantised output has to cover.
+    """
     result = {}
     if SEMSEG in outputs:
         logits = tf.cast(outputs[SEMSEG], tf.float32)
@@ -70,6 +74,8 @@ def postprocess(outputs: dict) -> dict[str, tf.Tensor]:
         depth = tf.cast(outputs[DEPTH], tf.float32)
         if depth.shape.rank == 4:
             depth = depth[..., 0]
+        if max_depth is not None:
+            depth = tf.clip_by_value(depth, 0.0, float(max_depth))
         result[DEPTH] = depth
     if NORMALS in outputs:
         result[NORMALS] = tf.cast(outputs[NORMALS], tf.float32)
@@ -124,10 +130,15 @@ class DenseExportModule(tf.Module):
     """
 
     def __init__(
-        self, model: keras.Model, image_size: Sequence[int], name: str = "dense_export"
+        self,
+        model: keras.Model,
+        image_size: Sequence[int],
+        name: str = "dense_export",
+        max_depth: float | None = None,
     ) -> None:
         super().__init__(name=name)
         self.model = model
+        self.max_depth = max_depth
         self.tasks = model_tasks(model)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         # Keras 3 variables are tracked here as the tf.Variables they wrap: without it
@@ -156,7 +167,7 @@ class DenseExportModule(tf.Module):
         return output_names_for(self.tasks)
 
     def _forward(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return postprocess(self.model(images, training=False))
+        return postprocess(self.model(images, training=False), self.max_depth)
 
     def _serve_uint8(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._forward(tf.cast(images, tf.float32))

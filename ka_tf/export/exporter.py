@@ -338,7 +338,10 @@ def export_model(
         eval_source: A labelled split; the float model and each quantised TFLite file
             are evaluated on it.
         eval_max_examples: Evaluate on at most this many examples.
-        max_depth: Depth clamp/mask for the metrics (e.g. 10 NYUv2, 80 Cityscapes).
+        max_depth: The data's depth range in metres (e.g. 10 NYUv2, 80 Cityscapes):
+            every artifact clamps its depth output to ``[0, max_depth]`` (a quantised
+            file then spends its 8 bits on valid depths), and the metrics mask targets
+            beyond it.
         overwrite: Replace an existing export in ``out_dir``.
         name: Base name of the TFLite and ONNX files.
         model_path: Recorded in the report.
@@ -384,7 +387,7 @@ def export_model(
 
     mixed = is_mixed(model)
     float_model = float32_model(model, size)
-    reference_runner = KerasRunner(float_model, size, model_path or model.name)
+    reference_runner = KerasRunner(float_model, size, model_path or model.name, max_depth=max_depth)
     if parity_images is None:
         parity_images = np.random.default_rng(0).uniform(0, 255, (4, *size, 3))
     parity_images = np.round(np.asarray(parity_images, np.float32)).clip(0, 255)
@@ -441,6 +444,7 @@ def export_model(
             "outputs": list(reference_runner.output_names),
             "num_classes": reference_runner.num_classes,
             "image_size": list(size),
+            "depth_clamp_m": None if max_depth is None else [0.0, float(max_depth)],
             "source_policy_mixed": mixed,
             "reference": "Keras model rebuilt in float32 (weights copied)",
             "parity_images": {"source": parity_source, "count": len(parity_images)},

@@ -81,10 +81,15 @@ class KerasRunner(Runner):
         model: A ka_tf Keras model.
         image_size: ``(height, width)``; default: the model's static input size.
         path: Shown in messages.
+        max_depth: Clamp the depth output to ``[0, max_depth]`` metres (None: no clamp).
     """
 
     def __init__(
-        self, model: Any, image_size: Sequence[int] | None = None, path: str = "<keras>"
+        self,
+        model: Any,
+        image_size: Sequence[int] | None = None,
+        path: str = "<keras>",
+        max_depth: float | None = None,
     ) -> None:
         from ka_tf.export.dense_export_module import DenseExportModule
 
@@ -92,7 +97,7 @@ class KerasRunner(Runner):
         self.runtime = "keras"
         if image_size is None:
             image_size = model_image_size(model, path)
-        self.module = DenseExportModule(model, image_size)
+        self.module = DenseExportModule(model, image_size, max_depth=max_depth)
         self.image_size = self.module.image_size
         self.output_names = self.module.output_names
         self.num_classes = None
