@@ -15,11 +15,12 @@ normalises 0..255 input itself, one cheap elementwise op more). Like
 ``torch_segnet.py``, this module imports nothing from ka_tf.
 
 The benchmark runs these functions in a separate worker process
-(``ka_tf.benchmarking.TimingWorker``) started with ``OMP_WAIT_POLICY=PASSIVE``:
-PyTorch's OpenMP threads (libgomp) otherwise spin-wait between parallel regions, and
-on a machine with more runnable threads than cores (TensorFlow's pools in the same
-process, other load) one spinning thread stalls the others, which made PyTorch
-timings swing by 10x. :func:`set_threads` sets the worker's thread counts.
+(``ka_tf.benchmarking.TimingWorker``), apart from TensorFlow's thread pools, with
+PyTorch's default OpenMP settings: its libgomp threads spin-wait between parallel
+regions, which is fast on a quiet machine (``OMP_WAIT_POLICY=PASSIVE`` made the
+training step 1.75x slower) but swings by up to 10x when more threads than cores
+are runnable, so benchmark on a quiet machine. :func:`set_threads` sets the worker's
+thread counts.
 
 Example:
     >>> step = train_step_call("semseg", 19, 0.125, batch=8, image_size=(64, 128))

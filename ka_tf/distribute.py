@@ -204,6 +204,17 @@ def cpu_has_fast_bfloat16() -> bool:
     return " avx512_bf16" in flags_text or " amx_bf16" in flags_text
 
 
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process.
+
+    Set by ``TF_ENABLE_ONEDNN_OPTS`` when TensorFlow is first imported; ka_tf
+    defaults it to on (see ``ka_tf/__init__.py``).
+    """
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def resolve_precision(name: str = "auto") -> str:
     """Maps a precision name (``"auto"`` included) to a Keras dtype policy name."""
     if name not in PRECISIONS:

@@ -250,7 +250,7 @@ def test_compare_pytorch(tmp_path):
     torch_part = report["pytorch"]
     threads = torch_part["threads"]
     assert threads["torch_intra_op"] == threads["tf_intra_op"]
-    assert threads["torch_omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    assert threads["torch_omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "unset")
     assert "separate worker process" in torch_part["pytorch_process"]
     params = torch_part["params_trainable"]
     assert params["keras"] == params["pytorch"]

@@ -1,6 +1,9 @@
 """Gin parsing, the shared flags and the one-line errors of the tools."""
 
+import os
 import re
+import subprocess
+import sys
 
 import gin
 import keras
@@ -101,3 +104,17 @@ def test_tool_prints_environment():
     result = run_tool("tools/env_info.py", "--precision=float32")
     assert result.returncode == 0, result.stderr
     assert re.search(r"^precision policy +float32$", result.stdout, re.M), result.stdout
+    # ka_tf turns TensorFlow's oneDNN kernels on unless the user chose otherwise.
+    assert re.search(r"^oneDNN CPU kernels +on$", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, "True"), ("0", "False")])
+def test_importing_ka_tf_turns_onednn_on_unless_the_user_chose(user_value, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+    code = "import ka_tf; from ka_tf import distribute; print(distribute.onednn_enabled())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip().splitlines()[-1] == expected, result.stderr[-2000:]

@@ -50,11 +50,11 @@ Sections:
 classes, batch, image size) in PyTorch (``benchmarks/pytorch_reference.py``) timed
 alternately with the Keras one (repeats interleaved): an SGD training step and an
 eval forward at batch 1 and B; ``tf_vs_pytorch`` = Keras images/s / PyTorch images/s
-(> 1: ka_tf faster). PyTorch runs in a worker process of its own, started with
-``OMP_WAIT_POLICY=PASSIVE`` (unless the environment sets it): in one process with
-TensorFlow's thread pools, or on a loaded machine, libgomp's spin-waiting threads made
-its timings swing by 10x (batch 1 slower than batch B). The worker times its runs on
-command, between the Keras runs; the two never overlap. ``--demo`` runs
+(> 1: ka_tf faster). PyTorch runs in a worker process of its own with its default
+OpenMP settings, as its users run it (``OMP_WAIT_POLICY`` from the environment is
+passed on and recorded); libgomp's spin-waiting threads make its timings swing by
+up to 10x on a loaded machine, so benchmark on a quiet one. The worker times its runs
+on command, between the Keras runs; the two never overlap. ``--demo`` runs
 ``tools/demo.py`` in a temporary run directory and records ``demo_wall_s``. Each
 section records ``peak_rss_mb`` (getrusage: this process's peak so far, so it includes
 the sections before it; not the PyTorch worker's) and ``wall_s``.
@@ -557,20 +557,12 @@ def bench_synth(setup: Setup | None = None) -> dict[str, Any]:
 
 # The OpenMP wait policy of the PyTorch worker, unless the environment sets one:
 # libgomp's default spin-waiting made PyTorch timings swing by 10x on a loaded machine.
-TORCH_WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-
-def torch_worker_env() -> dict[str, str]:
-    """Environment of the PyTorch worker: :data:`TORCH_WORKER_ENV` minus what is set."""
-    return {k: v for k, v in TORCH_WORKER_ENV.items() if k not in os.environ}
-
-
 def bench_pytorch(setup: Setup) -> dict[str, Any]:
     """The semseg SegNet in Keras and in PyTorch, timed alternately (``tf_vs_pytorch``).
 
     PyTorch runs in a :class:`~ka_tf.benchmarking.TimingWorker` process (its OpenMP
-    threads apart from TensorFlow's pools, ``OMP_WAIT_POLICY=PASSIVE``), which times
-    its runs on command between the Keras runs timed here.
+    threads apart from TensorFlow's pools, PyTorch's default OpenMP settings), which
+    times its runs on command between the Keras runs timed here.
     """
     from ka_tf import benchmarking
 
@@ -590,7 +582,7 @@ def bench_pytorch(setup: Setup) -> dict[str, Any]:
     }
     options = {**model_options, "image_size": list(setup.image_size)}
     reference = "benchmarks.pytorch_reference"
-    with benchmarking.TimingWorker(torch_worker_env(), [REPO_ROOT]) as worker:
+    with benchmarking.TimingWorker({}, [REPO_ROOT]) as worker:
         threads = worker.call(f"{reference}:set_threads", setup.threads)
         result: dict[str, Any] = {
             "model": f"SegNet {arch} width x{teacher.width_multiplier} semseg "

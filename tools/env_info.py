@@ -40,6 +40,7 @@ def main(argv: list[str]) -> int:
         ("keras", keras.__version__),
         ("devices", ", ".join(d.name for d in tf.config.list_logical_devices())),
         ("cpu bf16 instructions", str(distribute.cpu_has_fast_bfloat16())),
+        ("oneDNN CPU kernels", "on" if distribute.onednn_enabled() else "off"),
         ("strategy", f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))"),
         ("precision policy", policy),
     ]
