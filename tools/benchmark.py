@@ -555,8 +555,6 @@ def bench_synth(setup: Setup | None = None) -> dict[str, Any]:
     }
 
 
-# The OpenMP wait policy of the PyTorch worker, unless the environment sets one:
-# libgomp's default spin-waiting made PyTorch timings swing by 10x on a loaded machine.
 def bench_pytorch(setup: Setup) -> dict[str, Any]:
     """The semseg SegNet in Keras and in PyTorch, timed alternately (``tf_vs_pytorch``).
 
