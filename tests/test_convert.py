@@ -394,6 +394,7 @@ def test_tool_wrong_shape_is_one_line_error(tmp_path):
     assert not output.exists()
 
 
+@pytest.mark.slow  # ~11 s of tool runs; CI runs it (make test-slow)
 def test_tool_num_classes_mismatch_and_non_state_dict(tmp_path):
     path = save(random_teacher("segnet_vgg11", "semseg").state_dict(), tmp_path / "t.pth")
     result = helpers.run_tool(

@@ -34,7 +34,11 @@ def files(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("model_file", ["student.tflite", "student.keras"])
+@pytest.mark.parametrize(
+    "model_file",
+    # The .keras case (~12 s) runs with the slow tests (CI: make test-slow).
+    ["student.tflite", pytest.param("student.keras", marks=pytest.mark.slow)],
+)
 def test_panels_and_outputs_at_image_size(files, tmp_path, model_file):
     out_dir = tmp_path / "pred"
     result = run_tool(

@@ -69,7 +69,11 @@ def train_on_fixed_batch(amalgamator, steps, data=None):
     ]
 
 
-@pytest.mark.parametrize("mode,block", [("blockwise", 2), ("finetune", None)])
+@pytest.mark.parametrize(
+    "mode,block",
+    # The fine-tuning case (~20 s) runs with the slow tests (CI: make test-slow).
+    [("blockwise", 2), pytest.param("finetune", None, marks=pytest.mark.slow)],
+)
 def test_train_step_lowers_loss_on_a_fixed_batch(mode, block):
     amalgamator = make_amalgamator(make_teachers(), mode, block)
     history = train_on_fixed_batch(amalgamator, 12)

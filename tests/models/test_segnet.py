@@ -74,6 +74,7 @@ def test_config_roundtrip_and_save_load(tmp_path):
     helpers.run_save_load(model, IMAGES, str(tmp_path))
 
 
+@pytest.mark.slow  # ~20 s; teacher training also runs in the gin dry run
 def test_fit_lowers_loss():
     rng = np.random.default_rng(1)
     images = rng.uniform(0, 255, size=(8, 32, 64, 3)).astype("float32")

@@ -64,6 +64,7 @@ def test_resumed_run_matches_uninterrupted(tmp_path):
     assert kept == ["ckpt-000002", "ckpt-000003"]  # the newest two
 
 
+@pytest.mark.slow  # ~14 s; CI runs it (make test-slow)
 def test_finished_phase_is_not_retrained(tmp_path):
     model = compiled_teacher()
     run(model, str(tmp_path), steps=2)
