@@ -8,6 +8,7 @@ under ``MirroredStrategy`` with two logical CPUs, and a ``mixed_bfloat16`` run.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,19 @@ import numpy as np
 import tensorflow as tf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def snapshot_files(*roots) -> dict[str, str]:
+    """SHA-256 of every file under ``roots``, keyed by path: compare two to prove that
+    nothing was added, removed or changed."""
+    files = {}
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                with open(path, "rb") as handle:
+                    files[path] = hashlib.sha256(handle.read()).hexdigest()
+    return files
 
 
 def _as_numpy(outputs):

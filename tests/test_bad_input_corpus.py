@@ -14,7 +14,6 @@ result. Every failing case fails before any training.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import pytest
 from PIL import Image
 
 from tests.data import fixtures
-from tests.helpers import assert_one_line_error, run_tool
+from tests.helpers import assert_one_line_error, run_tool, snapshot_files
 
 pytestmark = pytest.mark.slow
 
@@ -60,17 +59,6 @@ def _sentinel(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(SENTINEL)
     return path
-
-
-def _snapshot(*roots: Path) -> dict[str, str]:
-    files = {}
-    for root in roots:
-        for directory, _, names in os.walk(root):
-            for name in names:
-                path = os.path.join(directory, name)
-                with open(path, "rb") as handle:
-                    files[path] = hashlib.sha256(handle.read()).hexdigest()
-    return files
 
 
 @pytest.fixture(scope="module")
@@ -676,13 +664,13 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, tmp_path, shared):
     case = CASES[name](tmp_path, shared)
-    before = _snapshot(tmp_path, shared)
+    before = snapshot_files(tmp_path, shared)
     result = run_tool(*case.args, timeout=120)  # every case fails in seconds; a hang is a bug
     if case.accepted is not None:
         case.accepted(result)
         return
     assert_one_line_error(result, *case.fragments)
-    after = _snapshot(tmp_path, shared)
+    after = snapshot_files(tmp_path, shared)
     changed = sorted(p for p in before if after.get(p) != before[p])
     added = sorted(set(after) - set(before))
     assert not changed, f"files changed or removed by a failed run: {changed}"

@@ -48,7 +48,7 @@ from ka_tf.export.runtimes import (
     load_runner,
 )
 from ka_tf.models import TargetNet
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_tool
+from tests.helpers import REPO_ROOT, assert_one_line_error, run_tool, snapshot_files
 
 H, W = 32, 64
 NUM_CLASSES = 5
@@ -594,13 +594,7 @@ def test_dynamic_size_model_needs_image_size_and_a_failed_export_loses_nothing(
     with pytest.raises(ModelFileError, match=r"no fixed input size .*--image_size"):
         export_model(model, out_dir, formats=("saved_model",))
     export_model(model, out_dir, formats=("saved_model",), image_size=(H, W))
-    before = {
-        os.path.relpath(os.path.join(root, name), out_dir): open(
-            os.path.join(root, name), "rb"
-        ).read()
-        for root, _, names in os.walk(out_dir)
-        for name in names
-    }
+    before = snapshot_files(out_dir)
     import ka_tf.export.exporter as exporter
 
     def broken_converter(*args, **kwargs):
@@ -611,11 +605,6 @@ def test_dynamic_size_model_needs_image_size_and_a_failed_export_loses_nothing(
         export_model(
             model, out_dir, formats=("saved_model", "onnx"), image_size=(H, W), overwrite=True
         )
-    after = {
-        os.path.relpath(os.path.join(root, name), out_dir): open(
-            os.path.join(root, name), "rb"
-        ).read()
-        for root, _, names in os.walk(out_dir)
-        for name in names
-    }
-    assert after == before  # the previous export is intact and nothing half-written is left
+    assert (
+        snapshot_files(out_dir) == before
+    )  # the previous export is intact and nothing half-written is left
