@@ -94,7 +94,7 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path):
     assert not os.path.exists(tmp_path / "out")
     (tmp_path / "a_file").write_text("keep me")
     below = str(tmp_path / "a_file" / "sub")
-    assert_one_line_error(_bad(tmp_path, f"--out_dir={below}"), below, "is a file")
+    assert_one_line_error(_bad(tmp_path, f"--out_dir={below}"), below, "is not writable")
     assert (tmp_path / "a_file").read_text() == "keep me"
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me")

@@ -17,7 +17,7 @@ import os
 
 from absl import flags
 
-from ka_tf import cli, config
+from ka_tf import cli, config, io_utils
 from ka_tf.errors import ConfigError
 
 flags.DEFINE_enum(
@@ -67,18 +67,10 @@ def _check_flags() -> None:
         raise ConfigError(
             f"--preview_frames must be >= 1. Received: --preview_frames={FLAGS.preview_frames}."
         )
-    if os.path.exists(FLAGS.out_dir) and not os.path.isdir(FLAGS.out_dir):
-        raise ConfigError(f"--out_dir={FLAGS.out_dir} is a file, expected a directory.")
-    ancestor = os.path.dirname(os.path.abspath(FLAGS.out_dir))
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise ConfigError(
-            f"--out_dir={FLAGS.out_dir} lies below {ancestor}, which is a file; "
-            f"choose a directory path."
-        )
     if FLAGS.preview and os.path.isdir(FLAGS.preview):
         raise ConfigError(f"--preview={FLAGS.preview} is a directory, expected a PNG file path.")
+    # Last, since it creates --out_dir: a file there, or a path below a file, is an error.
+    io_utils.ensure_writable_dir(FLAGS.out_dir, "--out_dir")
 
 
 def write_preview(path: str, data_dir: str, scene: str, split: str, frames: int) -> None:
