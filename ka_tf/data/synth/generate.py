@@ -195,25 +195,18 @@ def generate_split(
     config = config or resolve_scene_config(scene)
     if config.scene != scene:
         raise ConfigError(f"config is for scene {config.scene!r}, not {scene!r}.")
-    frames = iter_frames(scene, split, num_frames, height, width, seed, config, workers)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(total=num_frames, desc=f"{scene}/{split}", unit="frame")
-        frames = _counted(frames, bar)
+    frames = iter_frames(scene, split, num_frames, height, width, seed, config, workers)
     directory = split_dir(data_dir, scene, split)
-    try:
+    with tqdm(total=num_frames, desc=f"{scene}/{split}", unit="frame", disable=not progress) as bar:
         write_dataset(
             directory,
-            frames,
+            _counted(frames, bar),
             features_spec(height, width),
             num_records=num_frames,
             metadata=spec_metadata(scene, split, num_frames, height, width, seed, config),
         )
-    finally:
-        if bar is not None:
-            bar.close()
     return directory
 
 
