@@ -96,33 +96,47 @@ def _one_repeat(fn: Callable[[], Any], calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def _result(seconds: Sequence[float], batch: int, calls: int) -> dict[str, Any]:
-    return {
+def _result(
+    seconds: Sequence[float], batch: int, calls: int, steps_per_call: int = 1
+) -> dict[str, Any]:
+    per_step = [s / steps_per_call for s in seconds]
+    result = {
         "batch": int(batch),
         "calls_per_repeat": int(calls),
-        "latency_ms": spread([1000.0 * s for s in seconds]),
-        "images_per_s": spread([batch / s for s in seconds]),
+        "latency_ms": spread([1000.0 * s for s in per_step]),
+        "images_per_s": spread([batch / s for s in per_step]),
     }
+    if steps_per_call != 1:
+        result["steps_per_call"] = int(steps_per_call)
+    return result
 
 
 def time_calls(
-    fn: Callable[[], Any], batch: int, repeats: int, min_time_s: float, warmup: int = 1
+    fn: Callable[[], Any],
+    batch: int,
+    repeats: int,
+    min_time_s: float,
+    warmup: int = 1,
+    steps_per_call: int = 1,
 ) -> dict[str, Any]:
-    """Times ``fn`` (one call = one batch of ``batch`` images).
+    """Times ``fn`` (one call = ``steps_per_call`` batches of ``batch`` images).
 
     Args:
         fn: The call to time; it must block until its result exists.
-        batch: Images per call.
+        batch: Images per batch.
         repeats: Timed runs (each ``calls_per_repeat`` calls, at least ``min_time_s``).
         min_time_s: Minimum duration of one timed run (sets ``calls_per_repeat``).
         warmup: Untimed calls first (tracing, allocation, caches).
+        steps_per_call: Batches one call processes (a train function running
+            ``steps_per_execution`` steps); latency is reported per batch.
 
     Returns:
-        ``{"batch", "calls_per_repeat", "latency_ms": spread, "images_per_s": spread}``;
-        latency is per call (per batch).
+        ``{"batch", "calls_per_repeat", "latency_ms": spread, "images_per_s": spread}``
+        (plus ``"steps_per_call"`` when it is not 1); latency is per batch.
     """
     calls = _calibrate(fn, min_time_s, warmup)
-    return _result([_one_repeat(fn, calls) for _ in range(repeats)], batch, calls)
+    seconds = [_one_repeat(fn, calls) for _ in range(repeats)]
+    return _result(seconds, batch, calls, steps_per_call)
 
 
 class Timer(Protocol):
@@ -160,8 +174,11 @@ def time_interleaved(
     repeats: int,
     min_time_s: float,
     warmup: int = 1,
+    steps_per_call: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Like :func:`time_calls` for several callables, their timed runs alternating.
+
+    ``steps_per_call`` gives, per name, the batches one call processes (default 1).
 
     Timed runs go a, b, a, b, ... so that a change in machine load affects all of
     them alike. A value may be a :class:`RemoteCall` (timed in its worker process,
@@ -173,7 +190,8 @@ def time_interleaved(
     for _ in range(repeats):
         for name, timer in timers.items():
             seconds[name].append(timer.timed_run(calls[name]))
-    return {name: _result(seconds[name], batch, calls[name]) for name in fns}
+    steps = steps_per_call or {}
+    return {name: _result(seconds[name], batch, calls[name], steps.get(name, 1)) for name in fns}
 
 
 # --- worker process -----------------------------------------------------------------------
@@ -535,6 +553,26 @@ def model_summary(model: Any, image_size: Sequence[int], source: str) -> dict[st
 # --- inference ---------------------------------------------------------------------------
 
 
+def keras_train_steps(model: Any, data: Any) -> Callable[[], int]:
+    """A call running ``model.steps_per_execution`` training steps on ``data``, repeated.
+
+    It calls the compiled train function ``Model.fit`` calls between two callback
+    rounds, on an iterator of ``data`` (one batch, as ``fit`` gets it from a dataset),
+    so one call is what ``fit`` does for that many steps minus callbacks and the
+    progress bar. Returns the optimizer's step count, which waits for the steps.
+    """
+    import tensorflow as tf
+
+    model.make_train_function()
+    iterator = iter(tf.data.Dataset.from_tensors(data).repeat())
+
+    def run() -> int:
+        model.train_function(iterator)
+        return int(model.optimizer.iterations.numpy())
+
+    return run
+
+
 def keras_forward(models: Sequence[Any], images: Any) -> Callable[[], Any]:
     """A call running each model's ``tf.function``-wrapped forward in turn, to numpy."""
     import tensorflow as tf
@@ -660,6 +698,7 @@ __all__ = [
     "current_rss_mb",
     "export_artifacts",
     "keras_forward",
+    "keras_train_steps",
     "median_of",
     "model_summary",
     "module_missing",

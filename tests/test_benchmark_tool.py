@@ -183,6 +183,40 @@ def test_time_calls_measures_per_call_latency_and_interleaves():
     assert sorted(both) == ["a", "b"] and len(both["a"]["images_per_s"]["runs"]) == 3
 
 
+def test_time_calls_reports_per_step_figures_for_multi_step_calls():
+    def four_steps():
+        time.sleep(0.02)  # one call = 4 steps of 5 ms
+
+    result = benchmarking.time_calls(
+        four_steps, batch=2, repeats=2, min_time_s=0.02, steps_per_call=4
+    )
+    assert result["steps_per_call"] == 4
+    assert 4.5 <= result["latency_ms"]["min"] < 15.0
+    _assert_timing(result, 2)
+    both = benchmarking.time_interleaved(
+        {"multi": four_steps, "single": lambda: time.sleep(0.005)},
+        batch=2,
+        repeats=2,
+        min_time_s=0.02,
+        steps_per_call={"multi": 4},
+    )
+    assert "steps_per_call" not in both["single"]
+    assert both["multi"]["latency_ms"]["min"] < 15.0 <= 4 * both["multi"]["latency_ms"]["min"]
+
+
+def test_keras_train_steps_runs_steps_per_execution_steps_a_call():
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=3)
+    x = np.ones((4, 3), "float32")
+    call = benchmarking.keras_train_steps(model, (x, np.zeros((4, 1), "float32")))
+    assert call() == 3 and call() == 6
+    assert int(model.optimizer.iterations) == 6
+
+
 def test_timing_worker_runs_alternate_with_local_runs():
     """A RemoteCall is timed in its own process, its runs between the local ones."""
     stamps = []

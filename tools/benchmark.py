@@ -30,8 +30,9 @@ Sections:
   ``student_vs_teachers_speedup`` per runtime and batch = teachers' latency /
   student's. Per model: parameters, conv MACs and FLOPs (= 2 x conv MACs, counted
   analytically from the Keras Conv2D layers; see ``ka_tf.benchmarking``).
-- ``training``: images/s of the supervised teacher step (``train_on_batch`` of the
-  compiled teacher, the gin optimizer, task loss ``ce``/``log_l1``) per teacher, and of
+- ``training``: images/s of the supervised teacher step (the compiled teacher's
+  train function, as ``fit`` runs it, ``--steps_per_execution`` steps a call, the gin
+  optimizer, task loss ``ce``/``log_l1``; latency is per step) per teacher, and of
   the amalgamation step (``Amalgamator`` in ``finetune`` mode, flip-averaged targets),
   each also with ``jit_compile=True`` (XLA; the error is recorded where it fails;
   ``--noxla`` leaves it out, compiling takes minutes); ``total_s`` includes building,
@@ -48,7 +49,8 @@ Sections:
 
 ``--compare_pytorch`` adds ``pytorch``: the same SegNet (semseg teacher: arch, width,
 classes, batch, image size) in PyTorch (``benchmarks/pytorch_reference.py``) timed
-alternately with the Keras one (repeats interleaved): an SGD training step and an
+alternately with the Keras one (repeats interleaved): an SGD training step (Keras:
+``--steps_per_execution`` steps per train-function call, as ka_tf trains) and an
 eval forward at batch 1 and B; ``tf_vs_pytorch`` = Keras images/s / PyTorch images/s
 (> 1: ka_tf faster). PyTorch runs in a worker process of its own with its default
 OpenMP settings, as its users run it (``OMP_WAIT_POLICY`` from the environment is
@@ -123,6 +125,13 @@ flags.DEFINE_list(
 flags.DEFINE_boolean(
     "xla", True, "training: also time each step with jit_compile=True (compiling takes minutes)."
 )
+flags.DEFINE_integer(
+    "steps_per_execution",
+    10,
+    "training: steps per call of the compiled train function, as train_teacher and "
+    "amalgamate run them by default (1: one step per call, like train_on_batch).",
+    lower_bound=1,
+)
 flags.DEFINE_integer("matmul_size", 2048, "machine: side of the square matmul, >= 64.")
 flags.DEFINE_boolean("compare_pytorch", False, "Also time the same SegNet in PyTorch.")
 flags.DEFINE_boolean("demo", False, "Also run tools/demo.py and record demo_wall_s.")
@@ -147,6 +156,7 @@ class Setup:
     min_time_s: float
     warmup: int
     threads: int
+    steps_per_execution: int = 1
     teachers: dict[str, Any] = field(default_factory=dict)
     student: Any = None
     sources: dict[str, str] = field(default_factory=dict)
@@ -215,6 +225,7 @@ def build_setup() -> Setup:
         min_time_s=FLAGS.min_time_s,
         warmup=FLAGS.warmup,
         threads=FLAGS.threads or os.cpu_count() or 1,
+        steps_per_execution=FLAGS.steps_per_execution,
         gin_files=gin_files,
     )
     _load_models(setup)
@@ -382,6 +393,7 @@ def _supervised_call(teacher, task: str, batch: int, setup: Setup, jit_compile: 
         optimizer=build_optimizer(total_steps=10_000),
         loss={task: build_loss(task, loss)},
         jit_compile=jit_compile,
+        steps_per_execution=setup.steps_per_execution,
     )
     rng = np.random.default_rng(1)
     height, width = setup.image_size
@@ -393,8 +405,7 @@ def _supervised_call(teacher, task: str, batch: int, setup: Setup, jit_compile: 
         target = rng.normal(size=(batch, height, width, 3)).astype(np.float32)
         target /= np.linalg.norm(target, axis=-1, keepdims=True)
     x = tf.constant(_images(batch, setup.image_size))
-    y = {task: tf.constant(target)}
-    return lambda: model.train_on_batch(x, y)
+    return benchmarking.keras_train_steps(model, (x, {task: tf.constant(target)}))
 
 
 def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool):
@@ -413,10 +424,14 @@ def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool):
         mode="finetune",
         flip_average_targets=True,
     )
-    amalgamator.compile(optimizer=build_optimizer(total_steps=10_000), jit_compile=jit_compile)
+    amalgamator.compile(
+        optimizer=build_optimizer(total_steps=10_000),
+        jit_compile=jit_compile,
+        steps_per_execution=setup.steps_per_execution,
+    )
     images = tf.constant(_images(batch, setup.image_size))
     amalgamator.prepare(images)
-    return lambda: amalgamator.train_on_batch(images)
+    return benchmarking.keras_train_steps(amalgamator, images)
 
 
 def _timed_or_error(make: Callable[[], Callable[[], Any]], batch: int, setup: Setup) -> dict:
@@ -425,7 +440,9 @@ def _timed_or_error(make: Callable[[], Callable[[], Any]], batch: int, setup: Se
     started = time.perf_counter()
     try:
         call = make()
-        result = benchmarking.time_calls(call, batch, **setup.timing())
+        result = benchmarking.time_calls(
+            call, batch, steps_per_call=setup.steps_per_execution, **setup.timing()
+        )
     except Exception as error:  # e.g. an op XLA cannot compile: recorded, not fatal
         result = {"error": benchmarking.short_error("failed", error, limit=600)}
     # Building, compiling, tracing and the warm-up included.
@@ -597,7 +614,10 @@ def bench_pytorch(setup: Setup) -> dict[str, Any]:
         keras_step = _keras_sgd_step(teacher, batch, setup)
         torch_step = worker.build(f"{reference}:train_step_call", batch=batch, **options)
         result["training_step"] = benchmarking.time_interleaved(
-            {"keras": keras_step, "pytorch": torch_step}, batch, **setup.timing()
+            {"keras": keras_step, "pytorch": torch_step},
+            batch,
+            steps_per_call={"keras": setup.steps_per_execution},
+            **setup.timing(),
         )
         result["inference"] = {}
         for b in _batches(setup):
@@ -630,13 +650,15 @@ def _keras_sgd_step(teacher, batch: int, setup: Setup):
     model = benchmarking.clone_model(teacher)
     model.trainable = True
     model.compile(
-        optimizer=keras.optimizers.SGD(0.01), loss={model.task: build_loss(model.task, "ce")}
+        optimizer=keras.optimizers.SGD(0.01),
+        loss={model.task: build_loss(model.task, "ce")},
+        steps_per_execution=setup.steps_per_execution,
     )
     height, width = setup.image_size
     labels = np.random.default_rng(2).integers(0, model.num_classes, (batch, height, width))
     x = tf.constant(_images(batch, setup.image_size, seed=1))
     y = {model.task: tf.constant(labels.astype(np.int32))}
-    return lambda: model.train_on_batch(x, y)
+    return benchmarking.keras_train_steps(model, (x, y))
 
 
 def bench_demo(setup: Setup | None = None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
 from ka_tf.training.checkpoint import TrainingCheckpoint
-from ka_tf.training.phase import run_phase
+from ka_tf.training.phase import execution_steps, run_phase
 
 STATE_FILE = "amalgamation_state.json"
 STUDENT_FILE = "student.keras"
@@ -151,6 +151,7 @@ def amalgamate(
     blockwise_steps: int = 100,
     finetune_steps: int = 1000,
     steps_per_epoch: int = 50,
+    steps_per_execution: int = 10,
     val_batches: int = 8,
     init_from: str = SEMSEG,
     branch_points: Mapping[str, int] | None = None,
@@ -177,6 +178,8 @@ def amalgamate(
         blockwise_steps: Steps of block-wise training at each candidate block.
         finetune_steps: Steps of end-to-end fine-tuning.
         steps_per_epoch: Steps between checkpoints (and progress-bar epochs).
+        steps_per_execution: Steps per call of the compiled train function, at most
+            (see :func:`ka_tf.training.phase.execution_steps`).
         val_batches: Batches of ``val_data`` for each block loss.
         init_from: ``scratch`` or the task whose teacher initialises the student.
         branch_points: Fixed task → candidate; skips the choice (and needs no
@@ -210,7 +213,12 @@ def amalgamate(
     def compiled(amalgamator: Amalgamator, steps: int, scope: str) -> Amalgamator:
         with gin.config_scope(scope):
             optimizer = build_optimizer(total_steps=steps)
-        amalgamator.compile(optimizer=optimizer)
+        amalgamator.compile(
+            optimizer=optimizer,
+            steps_per_execution=execution_steps(
+                steps_per_execution, min(steps_per_epoch, max(steps, 1))
+            ),
+        )
         amalgamator.prepare(sample)
         return amalgamator
 

@@ -20,7 +20,7 @@ from ka_tf.models import SegNet
 from ka_tf.models.arch import DEFAULT_CHANNELS
 from ka_tf.optim import build_optimizer
 from ka_tf.training.checkpoint import TrainingCheckpoint
-from ka_tf.training.phase import run_phase
+from ka_tf.training.phase import execution_steps, run_phase
 
 TEACHER_FILE = "teacher.keras"
 BEST_WEIGHTS = "best.weights.h5"
@@ -111,6 +111,7 @@ def train_teacher(
     loss: str = "ce",
     steps: int = 500,
     steps_per_epoch: int = 50,
+    steps_per_execution: int = 10,
     val_batches: int | None = None,
     eval_max_batches: int | None = None,
     baseline_batches: int = 50,
@@ -127,6 +128,8 @@ def train_teacher(
         loss: Loss name for the task (see :func:`ka_tf.losses.build_loss`).
         steps: Optimizer steps.
         steps_per_epoch: Steps between checkpoints and validations.
+        steps_per_execution: Steps per call of the compiled train function, at most
+            (see :func:`ka_tf.training.phase.execution_steps`).
         val_batches: Validation batches per epoch (None: the whole split).
         eval_max_batches: Cap on test batches.
         baseline_batches: Training batches the trivial baseline (majority class, mean
@@ -141,7 +144,9 @@ def train_teacher(
     with strategy.scope():
         teacher = build_teacher(task)
         teacher.compile(
-            optimizer=build_optimizer(total_steps=steps), loss={task: build_loss(task, loss)}
+            optimizer=build_optimizer(total_steps=steps),
+            loss={task: build_loss(task, loss)},
+            steps_per_execution=execution_steps(steps_per_execution, min(steps_per_epoch, steps)),
         )
         teacher.optimizer.build(teacher.trainable_variables)
     validation = supervised_pairs(val_data(), task) if val_data else None
