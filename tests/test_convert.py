@@ -15,6 +15,7 @@ from ka_tf import convert  # noqa: E402
 from ka_tf.errors import ConfigError, ModelFileError  # noqa: E402
 from ka_tf.models import MaxPoolWithSwitches, MaxUnpool, SegNet  # noqa: E402
 from ka_tf.models import arch as arch_lib  # noqa: E402
+from ka_tf.models.unpooling import first_max_switches, portable_unpooling  # noqa: E402
 from tests import helpers  # noqa: E402
 
 WIDTH = 1 / 16  # widths 4, 8, 16, 32, 32
@@ -332,11 +333,16 @@ def test_pytorch_and_keras_unpooling_agree_on_ties():
     np.testing.assert_array_equal(
         np.asarray(unpooled_k), np.transpose(unpooled_t.numpy(), (0, 2, 3, 1))
     )
-    # The switches are exactly PyTorch's indices, one per window.
+    # The exported (portable) form unpools the same way, and its first-maximum mask
+    # is exactly PyTorch's indices, one per window.
+    with portable_unpooling():
+        portable = MaxUnpool()([np.transpose(values.numpy(), (0, 2, 3, 1)), switches])
+    np.testing.assert_array_equal(np.asarray(portable), np.asarray(unpooled_k))
     mask = np.zeros(features.size, "float32").reshape(2, 3, -1)
     np.put_along_axis(mask, indices.numpy().reshape(2, 3, -1), 1.0, axis=-1)
     np.testing.assert_array_equal(
-        np.asarray(switches), np.transpose(mask.reshape(features.shape), (0, 2, 3, 1))
+        np.asarray(first_max_switches(nhwc, pooled_k)),
+        np.transpose(mask.reshape(features.shape), (0, 2, 3, 1)),
     )
 
 

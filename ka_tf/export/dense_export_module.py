@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from ka_tf.constants import DEPTH, NORMALS, SEMSEG, TASKS
 from ka_tf.errors import ModelFileError
+from ka_tf.models.unpooling import portable_unpooling
 
 SEMSEG_PROBS = "semseg_probs"
 # Output names in the order they are documented.
@@ -167,7 +168,10 @@ class DenseExportModule(tf.Module):
         return output_names_for(self.tasks)
 
     def _forward(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return postprocess(self.model(images, training=False), self.max_depth)
+        # Builtin ops only (TFLite, ONNX): the unpooling's mask form, same results.
+        with portable_unpooling():
+            outputs = self.model(images, training=False)
+        return postprocess(outputs, self.max_depth)
 
     def _serve_uint8(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._forward(tf.cast(images, tf.float32))

@@ -1,20 +1,50 @@
 """Max-pooling that remembers where each maximum came from, and unpooling to there.
 
 SegNet's decoder upsamples by putting each value back at the position of the
-maximum its encoder block pooled from. PyTorch does this with pooling indices and
-a scatter; here the "switches" are a 0/1 mask of the input's shape with exactly one
-1 per 2x2 window (the first maximum in row-major order, the same tie rule as
-``tf.nn.max_pool_with_argmax`` and ``torch.nn.MaxPool2d``), built from builtin ops
-only — max-pool, channel concatenation, ``depth_to_space``/``space_to_depth``,
-equality and multiplication — so exported models run on TFLite builtins and ONNX.
+maximum its encoder block pooled from (the first maximum of its 2x2 window in
+row-major order on ties, as ``tf.nn.max_pool_with_argmax`` and
+``torch.nn.MaxPool2d`` pick it). PyTorch keeps pooling indices and scatters.
+Here the "switches" a pooling layer hands to its decoder are the pooled-from
+activations themselves (gradient stopped), and :class:`MaxUnpool` finds the
+positions again from them, in one of two ways that give identical results, ties
+and gradients included (``tests/models/test_unpooling.py``):
 
-Unpooling is then nearest upsampling of the pooled values times the mask.
+- in TensorFlow (training, evaluation, Keras inference): ``MaxPoolGrad``, the
+  gradient of max-pooling, one oneDNN op that routes each value to its window's
+  first maximum (the re-computed max-pool is the encoder's own, merged by
+  Grappler);
+- inside :func:`portable_unpooling` (what :mod:`ka_tf.export` traces under): a 0/1
+  mask of the first maxima built from builtin ops only — max-pool, channel
+  concatenation, ``depth_to_space``/``space_to_depth``, equality and
+  multiplication — so TFLite (builtin ops) and ONNX run it. It costs about ten
+  elementwise passes per block, which is why TensorFlow does not use it: SegNet
+  inference ~12% and a training step ~8% faster with ``MaxPoolGrad`` (BUILD.md).
 """
 
 from __future__ import annotations
 
+import contextvars
+
 import keras
 from keras import ops
+
+_PORTABLE = contextvars.ContextVar("ka_tf_portable_unpooling", default=False)
+
+
+# Lower-case: it reads as a function, `with portable_unpooling():` (like tf.name_scope).
+class portable_unpooling:
+    """Within this context, :class:`MaxUnpool` traces with TFLite/ONNX builtin ops only.
+
+    Models traced inside it (a SavedModel signature, a TFLite conversion) keep that
+    graph; the results equal the default ``MaxPoolGrad`` graph exactly. (A class, not
+    a generator, so AutoGraph-converted code can enter it too.)
+    """
+
+    def __enter__(self) -> None:
+        self._token = _PORTABLE.set(True)
+
+    def __exit__(self, *exc: object) -> None:
+        _PORTABLE.reset(self._token)
 
 
 def _upsample2x_nearest(x):
@@ -37,9 +67,16 @@ def first_max_switches(inputs, pooled):
     return tf.nn.depth_to_space(first, 2)
 
 
+def _max_pool2x2(x):
+    return ops.max_pool(x, pool_size=2, strides=2, padding="valid")
+
+
 @keras.saving.register_keras_serializable(package="ka_tf")
 class MaxPoolWithSwitches(keras.layers.Layer):
-    """2x2/2 max-pooling that also returns the switches mask for :class:`MaxUnpool`.
+    """2x2/2 max-pooling that also returns the switches for :class:`MaxUnpool`.
+
+    The switches are the pooled-from activations, gradient stopped (the pooling's
+    gradient reaches them through ``pooled``).
 
     Example:
         >>> pooled, switches = MaxPoolWithSwitches()(features)
@@ -47,8 +84,7 @@ class MaxPoolWithSwitches(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        pooled = ops.max_pool(inputs, pool_size=2, strides=2, padding="valid")
-        return pooled, ops.stop_gradient(first_max_switches(inputs, pooled))
+        return _max_pool2x2(inputs), ops.stop_gradient(inputs)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
@@ -58,14 +94,28 @@ class MaxPoolWithSwitches(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ka_tf")
 class MaxUnpool(keras.layers.Layer):
-    """Places each value at the switch position of its 2x2 window; zeros elsewhere.
+    """Places each value at the first maximum of its 2x2 window; zeros elsewhere.
 
-    Call with ``[values, switches]``: values [B, H, W, C], switches [B, 2H, 2W, C].
+    Call with ``[values, switches]``: values [B, H, W, C], switches [B, 2H, 2W, C]
+    (from :class:`MaxPoolWithSwitches`).
     """
 
     def call(self, inputs):
+        import tensorflow as tf
+
         values, switches = inputs
-        return _upsample2x_nearest(values) * ops.cast(switches, values.dtype)
+        switches = ops.cast(switches, values.dtype)
+        pooled = _max_pool2x2(switches)
+        if _PORTABLE.get():
+            return _upsample2x_nearest(values) * first_max_switches(switches, pooled)
+        return tf.raw_ops.MaxPoolGrad(
+            orig_input=switches,
+            orig_output=pooled,
+            grad=values,
+            ksize=[1, 2, 2, 1],
+            strides=[1, 2, 2, 1],
+            padding="VALID",
+        )
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[1])
