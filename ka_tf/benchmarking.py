@@ -406,6 +406,32 @@ def current_rss_mb() -> float | None:
     return None
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """``(steal, total)`` CPU ticks of the whole machine from ``/proc/stat`` (None where
+    unavailable); two readings give :func:`steal_percent`."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """% of CPU time the hypervisor gave other guests between two :func:`cpu_times`.
+
+    On a shared virtual machine this is load the benchmark cannot see otherwise: at
+    15-30% steal, timings swing by as much, so figures are best compared within one
+    run (as the interleaved ones are) and rerun when it is high.
+    """
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 # --- threads ----------------------------------------------------------------------------
 
 
@@ -695,6 +721,7 @@ __all__ = [
     "build_teachers_from_gin",
     "clone_model",
     "conv_macs",
+    "cpu_times",
     "current_rss_mb",
     "export_artifacts",
     "keras_forward",
@@ -710,6 +737,7 @@ __all__ = [
     "set_threads",
     "short_error",
     "spread",
+    "steal_percent",
     "time_calls",
     "time_interleaved",
 ]

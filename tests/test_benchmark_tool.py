@@ -110,6 +110,7 @@ def test_inference_keras_and_machine_sections(tmp_path):
     assert fraction > 0 and gflops > 0
     for section in ("inference", "machine"):
         assert report[section]["peak_rss_mb"] > 100 and report[section]["wall_s"] > 0
+        assert 0 <= report[section]["cpu_steal_pct"] <= 100
     assert "student_vs_teachers_speedup.keras.batch_1" in report["_stdout"]
 
 
@@ -202,6 +203,16 @@ def test_time_calls_reports_per_step_figures_for_multi_step_calls():
     )
     assert "steps_per_call" not in both["single"]
     assert both["multi"]["latency_ms"]["min"] < 15.0 <= 4 * both["multi"]["latency_ms"]["min"]
+
+
+def test_steal_percent_from_two_readings():
+    assert benchmarking.steal_percent((10, 1000), (40, 1300)) == pytest.approx(10.0)
+    assert benchmarking.steal_percent(None, (40, 1300)) is None
+    assert benchmarking.steal_percent((10, 1000), (10, 1000)) is None
+    reading = benchmarking.cpu_times()
+    if os.path.exists("/proc/stat"):
+        steal, total = reading
+        assert 0 <= steal <= total
 
 
 def test_keras_train_steps_runs_steps_per_execution_steps_a_call():

@@ -59,7 +59,9 @@ up to 10x on a loaded machine, so benchmark on a quiet one. The worker times its
 on command, between the Keras runs; the two never overlap. ``--demo`` runs
 ``tools/demo.py`` in a temporary run directory and records ``demo_wall_s``. Each
 section records ``peak_rss_mb`` (getrusage: this process's peak so far, so it includes
-the sections before it; not the PyTorch worker's) and ``wall_s``.
+the sections before it; not the PyTorch worker's), ``wall_s`` and ``cpu_steal_pct``
+(the % of CPU time the hypervisor gave other guests meanwhile, from ``/proc/stat``;
+null where unreadable): on a shared VM, a high value means the timings swing.
 
 A runtime that is not installed or a format that does not export is a row
 ``{"skipped": "<reason>"}``, never a zero. Add a section by writing
@@ -724,12 +726,13 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
 
 
 def _run_section(name: str, function: Callable, setup: Any) -> dict[str, Any]:
-    from ka_tf.benchmarking import peak_rss_mb
+    from ka_tf.benchmarking import cpu_times, peak_rss_mb, steal_percent
 
-    started = time.perf_counter()
+    started, ticks = time.perf_counter(), cpu_times()
     result = function(setup)
     result["wall_s"] = time.perf_counter() - started
     result["peak_rss_mb"] = peak_rss_mb()
+    result["cpu_steal_pct"] = steal_percent(ticks, cpu_times())
     return result
 
 
