@@ -326,3 +326,40 @@ def test_demo_failure_is_recorded_with_its_wall_time(tmp_path):
     demo = report["demo"]
     assert demo["demo_wall_s"] > 0 and demo["returncode"] != 0
     assert demo["error"] and demo["gin_bindings"] == ["NO_SUCH = @x"]
+
+
+@pytest.mark.slow  # three worker processes build and time SegNets: ~1-2 min
+def test_revision_ab_times_two_checkouts_and_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    output = tmp_path / "ab.json"
+    result = run_tool(
+        "benchmarks/revision_ab.py",
+        "--old=HEAD",
+        "--new=.",
+        "--repeats=1",
+        "--min_time_s=0.01",
+        f"--output={output}",
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    # The old side really is a separate checkout, the new one this tree.
+    assert report["ka_tf"]["old"] != report["ka_tf"]["new"]
+    assert os.path.samefile(report["ka_tf"]["new"], os.path.dirname(os.path.dirname(__file__)))
+    for name in ("inference_batch_1", "inference_batch_8", "training_step_batch_8"):
+        for side in ("old", "new", "pytorch"):
+            assert report[name]["latency_ms"][side]["median"] > 0
+        assert report[name]["new_vs_old_speedup"] > 0
+    assert "training_step_batch_8:" in result.stdout
+
+
+@pytest.mark.slow  # builds, freezes and times a demo SegNet three ways: ~30 s
+def test_call_overhead_times_three_call_paths_of_one_graph():
+    result = run_tool(
+        "benchmarks/call_overhead.py", "--batch=1", "--repeats=1", "--calls=2", timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["batch"] == 1
+    assert set(report["latency"]) == {"tf_function", "frozen_function", "tf1_session"}
+    assert all(entry["median_ms"] > 0 for entry in report["latency"].values())
