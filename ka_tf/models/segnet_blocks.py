@@ -24,10 +24,9 @@ def batch_norm_fused_training(inputs, norm: keras.layers.BatchNormalization):
 
     Same arithmetic as Keras's training pass, including its biased batch variance in
     the moving-variance update, and the same variables updated; one fused op and its
-    fused gradient instead of ``moments`` plus about ten elementwise ops make a SegNet
-    training step ~15-20% faster on CPU with oneDNN (``tools/benchmark.py
-    --sections=training``). For a plain (not synchronized) BatchNormalization over the
-    last axis; :meth:`_ConvStack._stack` calls the layer itself otherwise.
+    fused gradient instead of ``moments`` plus about ten elementwise ops (the A/B in
+    BUILD.md, "Performance fixes"). For a plain (not synchronized) BatchNormalization
+    over the last axis; :meth:`_ConvStack._stack` calls the layer itself otherwise.
     """
     import tensorflow as tf
 
@@ -52,7 +51,7 @@ def batch_norm_fused_training(inputs, norm: keras.layers.BatchNormalization):
         norm.moving_mean * momentum + ops.stop_gradient(mean) * (1.0 - momentum)
     )
     norm.moving_variance.assign(norm.moving_variance * momentum + variance * (1.0 - momentum))
-    return ops.cast(outputs, inputs.dtype)
+    return outputs
 
 
 def _fusable(norm: keras.layers.BatchNormalization) -> bool:
@@ -67,7 +66,7 @@ def conv_batch_norm_folded(
     The kernel is scaled by ``gamma / sqrt(moving_variance + eps)`` per output channel
     and the bias shifted to match, each call (a few weight-sized ops), so oneDNN runs
     one fused conv + bias (+ the following ReLU) instead of a conv and four elementwise
-    passes over the activation: ~25% faster SegNet inference on CPU. Gradients reach
+    passes over the activation (the A/B in BUILD.md). Gradients reach
     ``inputs``, the conv and ``gamma``/``beta`` exactly as through the unfolded pair.
     """
     import tensorflow as tf
@@ -118,14 +117,15 @@ class _ConvStack(keras.layers.Layer):
 
     def _stack(self, x, training=None):
         for i, conv in enumerate(self.convs):
-            if not self.batch_norm:
+            norm = self.norms[i] if self.batch_norm else None
+            if norm is None:
                 x = conv(x)
-            elif training and self.norms[i].trainable and _fusable(self.norms[i]):
-                x = batch_norm_fused_training(conv(x), self.norms[i])
-            elif training and self.norms[i].trainable:
-                x = self.norms[i](conv(x), training=True)
-            else:  # BatchNorm in inference mode: folded into the convolution.
-                x = conv_batch_norm_folded(x, conv, self.norms[i])
+            elif not (training and norm.trainable):  # inference: folded into the conv
+                x = conv_batch_norm_folded(x, conv, norm)
+            elif _fusable(norm):
+                x = batch_norm_fused_training(conv(x), norm)
+            else:
+                x = norm(conv(x), training=True)
             x = ops.relu(x)
         return x
 

@@ -17,8 +17,8 @@ and gradients included (``tests/models/test_unpooling.py``):
   mask of the first maxima built from builtin ops only — max-pool, channel
   concatenation, ``depth_to_space``/``space_to_depth``, equality and
   multiplication — so TFLite (builtin ops) and ONNX run it. It costs about ten
-  elementwise passes per block, which is why TensorFlow does not use it: SegNet
-  inference ~12% and a training step ~8% faster with ``MaxPoolGrad`` (BUILD.md).
+  elementwise passes per block, which is why TensorFlow does not use it (BUILD.md,
+  "Performance fixes").
 """
 
 from __future__ import annotations
