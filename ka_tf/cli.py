@@ -75,6 +75,13 @@ def _parse_flags_or_fail(argv: Sequence[str]) -> list[str]:
     return []  # unreachable; fail() exits
 
 
+def _distributed_context() -> str | None:
+    """The running distributed run's strategy/worker/phase, if any (see
+    :func:`ka_tf.distribute.failure_context`); None before a strategy exists."""
+    module = sys.modules.get("ka_tf.distribute")
+    return module.failure_context() if module is not None else None
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
     """Runs ``main`` like ``absl.app.run``, with one-line errors for bad input.
 
@@ -90,7 +97,19 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         except UserInputError as error:
             fail(str(error))
         except TrainingError as error:
-            print(_error_line(error), file=sys.stderr)
+            context = _distributed_context()
+            print(_error_line(f"{context}: {error}" if context else error), file=sys.stderr)
+            exit_now(1)
+        except Exception as error:
+            # In a distributed run, every worker ends with one line naming the strategy,
+            # the worker, the phase and the cause (the traceback at --verbosity=1): with
+            # several workers, N tracebacks interleaved on a terminal hide what happened.
+            if _distributed_context() is None:
+                raise
+            from ka_tf import distribute
+
+            logging.getLogger("absl").debug("traceback:", exc_info=True)
+            print(_error_line(distribute.failure_line(error)), file=sys.stderr)
             exit_now(1)
         return None
 
