@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ka_tf import config
+from ka_tf import config, distribute
 from ka_tf.amalgamation.amalgamator import Amalgamator, build_coders
 from ka_tf.amalgamation.branching import choose_branch_points
 from ka_tf.amalgamation.report import console_summary, prediction_panel, write_report
@@ -36,7 +36,7 @@ from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
 from ka_tf.training.checkpoint import TrainingCheckpoint
-from ka_tf.training.phase import execution_steps, run_phase
+from ka_tf.training.phase import evaluation_input, execution_steps, run_phase
 
 STATE_FILE = "amalgamation_state.json"
 STUDENT_FILE = "student.keras"
@@ -271,9 +271,12 @@ def amalgamate(
                 log_dir=log_dir,
             )
             if val_data is not None:
-                scores = amalgamator.evaluate(
-                    val_data(), steps=val_batches, return_dict=True, verbose=0
-                )
+                with distribute.running(f"blockwise_b{block} validation"):
+                    scores = amalgamator.evaluate(
+                        evaluation_input(amalgamator, val_data, val_batches),
+                        return_dict=True,
+                        verbose=0,
+                    )
                 for task in tasks:
                     state.data["block_losses"].setdefault(task, [None] * len(BRANCH_CANDIDATES))
                     state.data["block_losses"][task][block] = float(scores[f"{task}_projection"])
@@ -339,23 +342,42 @@ def amalgamate(
             "teachers": {task: int(teacher_models[task].count_params()) for task in tasks},
         },
         "wall_time_s": state.data["wall_time_s"],
+        "distribution": distribution_record(strategy, train_ds),
         "metrics": {},
     }
     if test_data is not None:
-        report.update(
-            _evaluate(
-                student,
-                teacher_models,
-                test_data,
-                eval_max_batches,
-                model_dir,
-                num_panels,
-                eval_split,
+        with distribute.running(f"{eval_split} evaluation"):
+            report.update(
+                _evaluate(
+                    student,
+                    teacher_models,
+                    test_data,
+                    eval_max_batches,
+                    model_dir,
+                    num_panels,
+                    eval_split,
+                )
             )
-        )
     write_report(model_dir, report)
     print("\n" + console_summary(report), flush=True)
     return report
+
+
+def distribution_record(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> dict:
+    """How the run was distributed: strategy, replicas, workers and input sharding.
+
+    The sharding is the training dataset's own auto-shard option (set per dataset by
+    :func:`ka_tf.data.registry.with_sharding`), ``AUTO`` where the dataset did not
+    choose one.
+    """
+    policy = dataset.options().experimental_distribute.auto_shard_policy
+    workers = distribute.num_workers(strategy)
+    return {
+        "strategy": distribute.strategy_kind(strategy),
+        "replicas": int(strategy.num_replicas_in_sync),
+        "workers": int(workers),
+        "input_sharding": tf.data.experimental.AutoShardPolicy(policy).name,
+    }
 
 
 def _evaluate(

@@ -172,7 +172,7 @@ def make_dataset(
         ConfigError: on a non-positive batch size or shuffle buffer.
     """
     from ka_tf.data import load
-    from ka_tf.data.registry import accepts_option
+    from ka_tf.data.registry import accepts_option, with_sharding
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1. Received: batch_size={batch_size}.")
@@ -198,4 +198,4 @@ def make_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return with_sharding(dataset.prefetch(tf.data.AUTOTUNE), name)

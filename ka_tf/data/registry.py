@@ -26,12 +26,69 @@ _LOADERS: dict[str, str] = {
 
 _EXTRA_LOADERS: dict[str, Callable[..., Any]] = {}
 
+# How the workers of a multi-worker run share each dataset's batches, chosen here and
+# recorded in every amalgamation report (not left to TensorFlow's default, FILE, which
+# fails on a split stored as one TFRecord file and, where it works, gives each worker
+# other images than a one-machine run). DATA: every worker runs the whole pipeline and
+# keeps its replicas' rows of each global batch (ka_tf.training.phase._worker_slices),
+# so N workers train on exactly the batches of one machine, which is what makes
+# --deterministic runs and resumed runs agree across cluster sizes. Why no dataset
+# here uses FILE: the synthetic splits are a few TFRecord shards (one at the demo's
+# sizes); image folders, NYUv2 (one .mat file) and Cityscapes are decoded in a Python
+# generator, which has no files for tf.data to split. The cost of DATA: each worker
+# decodes every image of the batch, not 1/N of them (the synthetic input pipeline
+# alone runs ~39x faster than an amalgamation step: BUILD.md, Input sharding).
+SHARDING: dict[str, str] = {
+    "synth_street": "DATA",
+    "synth_indoor": "DATA",
+    "nyuv2": "DATA",
+    "cityscapes": "DATA",
+    "image_folder": "DATA",
+}
+SHARD_POLICIES = ("DATA", "FILE", "OFF")  # names of tf.data's AutoShardPolicy
 
-def register_dataset(name: str, loader: Callable[..., Any]) -> None:
-    """Registers an extra loader under ``name`` (for users' own datasets)."""
+
+def sharding_policy(name: str) -> str:
+    """The multi-worker sharding policy of dataset ``name`` (``SHARDING``; DATA for
+    datasets registered with :func:`register_dataset` unless they say otherwise)."""
+    _resolve(name)  # an unknown name is a ConfigError
+    return SHARDING.get(name, "DATA")
+
+
+def with_sharding(dataset, name: str):
+    """``dataset`` with its :func:`sharding_policy` set as tf.data's auto-shard policy.
+
+    ka_tf's own training and evaluation inputs shard by rows themselves under a
+    multi-worker strategy; the option is for any other path that distributes the
+    dataset (``strategy.experimental_distribute_dataset``, a user's own loop).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = getattr(
+        tf.data.experimental.AutoShardPolicy, sharding_policy(name)
+    )
+    return dataset.with_options(options)
+
+
+def register_dataset(name: str, loader: Callable[..., Any], sharding: str = "DATA") -> None:
+    """Registers an extra loader under ``name`` (for users' own datasets).
+
+    Args:
+        name: The dataset name (``make_dataset.name``).
+        loader: ``(data_dir, split, **options) -> tf.data.Dataset``.
+        sharding: Its multi-worker sharding policy (see ``SHARDING``): ``DATA``, or
+            ``FILE``/``OFF`` for a dataset that shards itself.
+    """
     if name in _LOADERS or name in _EXTRA_LOADERS:
         raise ConfigError(f"dataset {name!r} is already registered.")
+    if sharding not in SHARD_POLICIES:
+        raise ConfigError(
+            f"unknown sharding policy. Received: sharding={sharding!r}. Expected one of "
+            f"{SHARD_POLICIES}."
+        )
     _EXTRA_LOADERS[name] = loader
+    SHARDING[name] = sharding
 
 
 def available_datasets() -> list[str]:

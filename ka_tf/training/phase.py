@@ -91,30 +91,65 @@ def _floats(logs: Mapping | None) -> dict[str, float]:
 
 
 def _worker_slices(dataset: tf.data.Dataset, context: tf.distribute.InputContext):
-    """This worker's per-replica batches: its replicas' rows of every global batch."""
+    """This worker's per-replica batches: its replicas' rows of every global batch.
+
+    This is ka_tf's one input-sharding policy under ``MultiWorkerMirroredStrategy``
+    (:data:`ka_tf.data.registry.SHARDING`): every worker runs the whole pipeline and
+    keeps its rows, like tf.data's ``AutoShardPolicy.DATA``, so the cluster trains
+    on exactly the batches of a one-machine run whatever the dataset's files.
+
+    Training batches have a fixed size (``drop_remainder``), which must divide by the
+    replica count. An evaluation input may end with a smaller batch; its size is known
+    only at run time, so its rows are split as evenly as possible (replica ``r`` gets
+    rows ``r·⌈n/R⌉`` onwards).
+    """
     global_batch = dataset.element_spec
-    sizes = {int(s.shape[0]) for s in tf.nest.flatten(global_batch) if s.shape.rank}
+    sizes = {s.shape[0] for s in tf.nest.flatten(global_batch) if s.shape.rank}
+    replicas = context.num_replicas_in_sync
+    local = replicas // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+    if sizes == {None}:
+
+        def replica_batches(batch):
+            count = tf.shape(tf.nest.flatten(batch)[0])[0]
+            per_replica = (count + replicas - 1) // replicas
+
+            def rows(replica):
+                start = tf.minimum((first + tf.cast(replica, tf.int32)) * per_replica, count)
+                stop = tf.minimum(start + per_replica, count)
+                return tf.nest.map_structure(lambda t: t[start:stop], batch)
+
+            return tf.data.Dataset.range(local).map(rows)
+
+        return dataset.flat_map(replica_batches)
     if len(sizes) != 1:
         raise ConfigError(
-            "multi-worker training needs batches of a fixed size (drop_remainder=True); "
-            f"received element shapes {global_batch}."
+            "multi-worker training needs batches of one size; received element shapes "
+            f"{global_batch}."
         )
     (size,) = sizes
-    replicas = context.num_replicas_in_sync
     if size % replicas:
         raise ConfigError(
             f"the global batch size must be divisible by the number of replicas. Received: "
             f"BATCH_SIZE={size} with {replicas} replicas; use a multiple of {replicas}."
         )
     per_replica = context.get_per_replica_batch_size(size)
-    local = replicas // context.num_input_pipelines
-    start = context.input_pipeline_id * local * per_replica
+    start = first * per_replica
     stop = start + local * per_replica
 
     def rows(batch):
         return tf.nest.map_structure(lambda t: t[start:stop], batch)
 
     return dataset.map(rows).unbatch().batch(per_replica, drop_remainder=True)
+
+
+def _distributed(model: keras.Model, make: Callable[[], tf.data.Dataset]):
+    strategy = model.distribute_strategy
+    if not distribute.is_multi_worker(strategy):
+        return make()
+    return strategy.distribute_datasets_from_function(
+        lambda context: _worker_slices(make(), context)
+    )
 
 
 def training_input(model: keras.Model, dataset: DatasetOrFactory, skip: int = 0):
@@ -141,12 +176,28 @@ def training_input(model: keras.Model, dataset: DatasetOrFactory, skip: int = 0)
         # its own copy of every stateful part (shuffle and random seeds).
         return tf.data.Dataset.range(1).flat_map(fresh)
 
-    strategy = model.distribute_strategy
-    if not distribute.is_multi_worker(strategy):
-        return make()
-    return strategy.distribute_datasets_from_function(
-        lambda context: _worker_slices(make(), context)
-    )
+    return _distributed(model, make)
+
+
+def evaluation_input(model: keras.Model, dataset: DatasetOrFactory, batches: int | None = None):
+    """The input ``evaluate`` (or ``fit``'s validation) gets: the first ``batches``
+    batches of ``dataset`` (all if None), distributed like :func:`training_input`.
+
+    Taking the batches here, not through ``evaluate(steps=...)``, makes the count
+    exact: Keras runs ``steps_per_execution`` steps per call, so ``steps=4`` with 10
+    steps per execution evaluates up to 10 batches.
+
+    Args:
+        model: The model evaluated (its ``distribute_strategy`` decides).
+        dataset: A batched dataset, or a zero-argument factory of one.
+        batches: How many batches; None for the whole dataset.
+    """
+
+    def make() -> tf.data.Dataset:
+        data = dataset if isinstance(dataset, tf.data.Dataset) else dataset()
+        return data.take(batches) if batches is not None else data
+
+    return _distributed(model, make)
 
 
 def execution_steps(requested: int, steps_per_epoch: int) -> int:
@@ -184,7 +235,7 @@ def run_phase(
     steps_per_epoch: int,
     checkpoint: TrainingCheckpoint,
     log_dir: str | None = None,
-    validation_data: tf.data.Dataset | None = None,
+    validation_data: DatasetOrFactory | None = None,
     validation_steps: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
@@ -200,8 +251,9 @@ def run_phase(
         steps_per_epoch: Steps between checkpoints.
         checkpoint: Where the phase's checkpoints live.
         log_dir: TensorBoard log directory, or None.
-        validation_data: Optional validation dataset evaluated after each epoch.
-        validation_steps: Batches of ``validation_data`` per evaluation.
+        validation_data: Optional validation dataset (or factory) evaluated after each
+            epoch, distributed like the training input.
+        validation_steps: Batches of ``validation_data`` per evaluation (None: all).
         callbacks: Extra callbacks.
         verbose: ``fit`` verbosity (progress bar by default).
 
@@ -224,16 +276,18 @@ def run_phase(
     all_callbacks = [guard, EpochCheckpointer(checkpoint, guard, {"phase": name}), *callbacks]
     if log_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, name)))
-    history = model.fit(
-        training_input(model, dataset, initial_epoch * steps_per_epoch),
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=validation_data,
-        validation_steps=validation_steps,
-        callbacks=all_callbacks,
-        verbose=verbose,
-    )
+    if validation_data is not None:
+        validation_data = evaluation_input(model, validation_data, validation_steps)
+    with distribute.running(name):
+        history = model.fit(
+            training_input(model, dataset, initial_epoch * steps_per_epoch),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation_data,
+            callbacks=all_callbacks,
+            verbose=verbose,
+        )
     if guard.failure is not None:
         failure = guard.failure
         raise TrainingError(

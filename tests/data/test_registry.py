@@ -51,3 +51,34 @@ def test_empty_split_name_in_a_join(two_splits):
 def test_unknown_split_in_a_join_is_the_loaders_error(two_splits):
     with pytest.raises(ConfigError, match="no split 'val'"):
         registry.load(two_splits, "unused", "teacher+val", images_only=True)
+
+
+def test_every_dataset_states_its_multi_worker_sharding():
+    from ka_tf.data import registry
+
+    assert set(registry.SHARDING) >= set(registry.available_datasets())
+    assert all(policy in registry.SHARD_POLICIES for policy in registry.SHARDING.values())
+
+
+def test_make_dataset_carries_its_sharding_policy(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from ka_tf.data.pipeline import make_dataset
+
+    for i in range(2):
+        Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(tmp_path / f"{i}.png")
+    dataset = make_dataset(
+        "image_folder", str(tmp_path), "all", 2, training=False, load_options={"size": (32, 64)}
+    )
+    policy = dataset.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_register_dataset_rejects_an_unknown_sharding_policy():
+    from ka_tf.data import registry
+
+    with pytest.raises(ConfigError, match=r"sharding='ROWS'.*'DATA'"):
+        registry.register_dataset("my_set_bad_policy", lambda **_: None, sharding="ROWS")
+    assert "my_set_bad_policy" not in registry.available_datasets()
