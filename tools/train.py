@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import os
 
-from absl import flags, logging
+from absl import flags
 
-from ka_tf import cli, config, distribute
+from ka_tf import cli, config
 from ka_tf.training.launch import (
     define_training_flags,
-    is_chief,
+    print_replica_digest,
     run_directory,
     set_up_run,
-    weights_digest,
 )
 
 define_training_flags()
@@ -44,13 +43,7 @@ def main(argv: list[str]) -> int:
     with run_directory(FLAGS.model_dir, strategy) as write_dir:
         amalgamate(write_dir, strategy)
         config.write_config(write_dir, operative=True)
-        if distribute.is_multi_worker(strategy):
-            import keras
-
-            student = keras.saving.load_model(os.path.join(write_dir, STUDENT_FILE))
-            digest = weights_digest(student)
-            logging.info("student weights sha256: %s", digest)
-            print(f"student weights sha256: {digest} (chief: {is_chief(strategy)})", flush=True)
+        print_replica_digest(os.path.join(write_dir, STUDENT_FILE), strategy, "student")
     return 0
 
 

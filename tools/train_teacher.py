@@ -15,11 +15,17 @@ teacher_report.json (test metrics). Everything else is bound in the gin file:
 from __future__ import annotations
 
 import json
+import os
 
 from absl import flags
 
 from ka_tf import cli, config
-from ka_tf.training.launch import define_training_flags, run_directory, set_up_run
+from ka_tf.training.launch import (
+    define_training_flags,
+    print_replica_digest,
+    run_directory,
+    set_up_run,
+)
 
 define_training_flags()
 FLAGS = flags.FLAGS
@@ -28,11 +34,12 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> int:
     del argv
     strategy = set_up_run(FLAGS)
-    from ka_tf.training.teacher import train_teacher
+    from ka_tf.training.teacher import TEACHER_FILE, train_teacher
 
     with run_directory(FLAGS.model_dir, strategy) as write_dir:
         report = train_teacher(write_dir, strategy)
         config.write_config(write_dir, operative=True)
+        print_replica_digest(os.path.join(write_dir, TEACHER_FILE), strategy, "teacher")
     print(json.dumps(report, indent=2))
     return 0
 

@@ -43,8 +43,8 @@ def define_training_flags(default_model_dir: str | None = None) -> None:
         default_model_dir,
         "Run directory: checkpoints, TensorBoard logs, config.gin, the trained model and "
         "reports. Rerunning with the same --model_dir resumes an interrupted run. With "
-        "--strategy=multi_worker only the chief writes here; resuming a multi-worker run "
-        "needs it on a file system every worker can read.",
+        "--strategy=multi_worker it must be one directory every worker can read at this "
+        "path (checked at start); only the chief writes here.",
     )
     flags.DEFINE_boolean(
         "deterministic",
@@ -134,6 +134,7 @@ def run_directory(model_dir: str, strategy: tf.distribute.Strategy) -> Iterator[
         model_dir: ``--model_dir``.
         strategy: The run's strategy.
     """
+    check_shared_model_dir(model_dir, strategy)
     if is_chief(strategy):
         yield model_dir
         distribute.sync_workers(strategy)
@@ -153,6 +154,70 @@ def run_directory(model_dir: str, strategy: tf.distribute.Strategy) -> Iterator[
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+_PROBE = ".ka_tf_shared_probe"
+
+
+def check_shared_model_dir(model_dir: str, strategy: tf.distribute.Strategy) -> None:
+    """Checks that every worker of a multi-worker run sees the same ``--model_dir``.
+
+    The chief writes a random token into ``model_dir``; every worker reads it back, and
+    the workers compare what they read with the chief's token through two collectives.
+    A worker on another machine whose ``--model_dir`` is a local directory (or another
+    path) reads nothing, and the run stops on every worker with one line, rather than
+    resuming the chief and that worker from different checkpoints. No-op without
+    several workers.
+
+    Raises:
+        ConfigError: Some worker does not see the chief's ``model_dir``.
+    """
+    if distribute.num_workers(strategy) < 2:
+        return
+    chief = is_chief(strategy)
+    probe = os.path.join(model_dir, _PROBE)
+    token = int.from_bytes(os.urandom(3), "big") + 1  # exact in int32 collectives
+    if chief:
+        os.makedirs(model_dir, exist_ok=True)
+        from ka_tf.io_utils import atomic_write_text
+
+        atomic_write_text(probe, str(token))
+    distribute.sync_workers(strategy)  # the probe is written before anyone reads it
+
+    def contribution(value: int):
+        def replica_value():
+            first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+            return tf.where(first, tf.constant(value, tf.int32), 0)
+
+        return strategy.reduce("SUM", strategy.run(replica_value), axis=None)
+
+    chief_token = int(contribution(token if chief else 0))
+    try:
+        with open(probe, encoding="utf-8") as handle:
+            seen = int(handle.read().strip() or 0)
+    except (OSError, ValueError):
+        seen = 0
+    mismatched = int(
+        strategy.reduce(
+            "SUM",
+            strategy.run(lambda: tf.constant(int(seen != chief_token), tf.int32)),
+            axis=None,
+        )
+    )
+    distribute.sync_workers(strategy)  # everyone has read it: the chief may remove it
+    if chief:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
+    if mismatched:
+        who = "this worker does not" if seen != chief_token else "another worker does not"
+        from ka_tf.errors import ConfigError
+
+        raise ConfigError(
+            f"--model_dir={model_dir} is not shared between the workers: {who} see the "
+            f"chief's files there. With --strategy=multi_worker, put --model_dir on a file "
+            f"system every worker can read (NFS, a mounted bucket) and pass the same path "
+            f"on every worker."
+        )
+
+
 def weights_digest(model: keras.Model) -> str:
     """SHA-256 over a model's weights (paths, shapes, dtypes and bytes), for comparing runs."""
     digest = hashlib.sha256()
@@ -161,3 +226,16 @@ def weights_digest(model: keras.Model) -> str:
         digest.update(f"{variable.path}:{value.dtype}:{value.shape};".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def print_replica_digest(model_path: str, strategy: tf.distribute.Strategy, label: str) -> None:
+    """Under a multi-worker strategy, prints ``<label> weights sha256: ... (chief: ...)``
+    of the model this worker saved at ``model_path``, so the replicas can be compared
+    (a non-chief's files are removed at the end). No-op under other strategies."""
+    if not distribute.is_multi_worker(strategy):
+        return
+    import ka_tf.registry_all  # noqa: F401  (registers ka_tf's model classes)
+
+    digest = weights_digest(keras.saving.load_model(model_path))
+    logging.info("%s weights sha256: %s", label, digest)
+    print(f"{label} weights sha256: {digest} (chief: {is_chief(strategy)})", flush=True)
