@@ -160,3 +160,20 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     for fragment in fragments:
         assert fragment in lines[-1], (fragment, lines[-1])
+
+
+def he_init_convs(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Gives every Conv2D kernel of ``model`` He-normal values, in place.
+
+    Keras' default Glorot init halves the signal at every ReLU layer, so a freshly
+    built 26-layer SegNet outputs nearly a constant whatever its input: a test that
+    compares two paths through such a model cannot tell them apart. He init keeps the
+    signal's scale, as a trained network does.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel
+            fan_in = int(np.prod(kernel.shape[:-1]))
+            kernel.assign(rng.normal(0, np.sqrt(2.0 / fan_in), kernel.shape).astype("float32"))
+    return model

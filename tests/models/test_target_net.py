@@ -37,8 +37,21 @@ def test_trunk_is_as_long_as_the_deepest_branch():
 
 @pytest.mark.parametrize("points", [{"semseg": 2, "depth": 0}, {"semseg": 4, "depth": 4}])
 def test_decode_from_reproduces_outputs(points):
-    model = tiny(points)
+    model = helpers.he_init_convs(tiny(points))
+    # Gates that are not the identity (their initial state), so that decode_from
+    # missing a gate, or applying one twice, changes the output.
+    rng = np.random.default_rng(3)
+    for coder in model.coders.values():
+        coder.set_weights([rng.normal(0, 1, w.shape).astype(w.dtype) for w in coder.get_weights()])
     full = model(IMAGES)
+    identity = tiny(points)
+    identity.set_weights(model.get_weights())
+    for coder in identity.coders.values():
+        coder.set_weights([np.zeros_like(w) for w in coder.get_weights()])
+    assert all(
+        np.abs(np.asarray(identity(IMAGES)[task]) - np.asarray(full[task])).max() > 1e-4
+        for task in TASKS
+    ), "the perturbed gates do not change the outputs: the test could not catch a lost gate"
     inter = model.forward_intermediates(IMAGES)
     for task in TASKS:
         np.testing.assert_allclose(inter["outputs"][task], full[task], atol=1e-5)
