@@ -28,6 +28,7 @@ from ka_tf.amalgamation.student_builder import (
     assemble_student,
     build_blockwise_student,
     check_teacher,
+    student_param_counter,
 )
 from ka_tf.constants import DEPTH, IMAGE, NORMALS, SEMSEG
 from ka_tf.errors import ConfigError
@@ -293,7 +294,11 @@ def amalgamate(
                 "no branch points: bind amalgamate.branch_points, or run the block-wise phase "
                 "(blockwise_steps > 0) with val_data to measure where to branch."
             )
-        branch_points = choose_branch_points(state.data["block_losses"])
+        count = student_param_counter(blockwise)
+        teachers_total = sum(teacher_models[task].count_params() for task in dict.fromkeys(tasks))
+        branch_points = choose_branch_points(
+            state.data["block_losses"], params_ratio=lambda points: count(points) / teachers_total
+        )
     branch_points = {task: int(branch_points[task]) for task in tasks}
     state.data["branch_points"] = branch_points
     state.save()

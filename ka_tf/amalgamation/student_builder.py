@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 
@@ -153,3 +153,45 @@ def assemble_student(
             _copy(block, _teacher_step(teachers[task], task, point + offset))
         _copy(student.heads[task], teachers[task].heads[task])
     return student
+
+
+def student_param_counter(blockwise: TargetNet) -> Callable[[Mapping[str, int]], int]:
+    """``points → parameters`` of the student :func:`assemble_student` would build.
+
+    The student is the block-wise student's encoder and normaliser, the decoder
+    blocks before its deepest branch point as the trunk, and per task a gate at its
+    branch point, the decoder blocks from there on and a head; decoder block ``k``
+    has the same parameters on the trunk and on a branch. So one model branched at
+    candidate 0 gives every part's count, and any choice is a sum (equal to building
+    that student and counting, without building 4^tasks models).
+    """
+    from ka_tf.models.channel_coding import ChannelCoding
+
+    tasks = tuple(blockwise.tasks)
+    skeleton = TargetNet(
+        tasks,
+        num_classes=blockwise.num_classes,
+        branch_points={task: 0 for task in tasks},
+        depth_activation=blockwise.depth_activation,
+        gate_scale=blockwise.gate_scale,
+        **{key: getattr(blockwise, key) for key in SHARED_ARCH_KEYS},
+    )
+    first = tasks[0]
+    blocks = [block.count_params() for block in skeleton.branches[first]]
+    heads = {task: skeleton.heads[task].count_params() for task in tasks}
+    gates = []
+    for channels in skeleton.candidate_channels():
+        gate = ChannelCoding(channels, gate_scale=blockwise.gate_scale)
+        gate.build((None, None, None, channels))
+        gates.append(gate.count_params())
+    base = skeleton.count_params() - sum(gates[0] + sum(blocks) + heads[t] for t in tasks)
+
+    def count(points: Mapping[str, int]) -> int:
+        trunk = sum(blocks[: max(points[t] for t in tasks)])
+        return (
+            base
+            + trunk
+            + sum(gates[points[t]] + sum(blocks[points[t] :]) + heads[t] for t in tasks)
+        )
+
+    return count
