@@ -31,6 +31,9 @@ class _ConstantPrediction(keras.layers.Layer):
     """Broadcasts a fixed vector to every pixel of the input images."""
 
     def __init__(self, value: np.ndarray, **kwargs: Any) -> None:
+        # float32 like every head, so a mixed global policy (bf16 inputs) still adds
+        # a float32 constant to float32 pixels.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.value = np.asarray(value, np.float32)
 
