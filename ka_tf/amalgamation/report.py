@@ -66,6 +66,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             else ""
         )
         lines.append(f"- teacher `{task}`: `{path}`{note}")
+    if report.get("distribution"):
+        run = report["distribution"]
+        lines.append(
+            f"- trained under `{run['strategy']}`: {run['replicas']} replica(s) on "
+            f"{run['workers']} worker(s), input sharding {run['input_sharding']}"
+        )
     lines += ["", "## Branch points", ""]
     lines.append(
         ", ".join(

@@ -37,3 +37,18 @@ def test_separate_teachers_sum_and_chosen_block_is_bold():
     assert "joint teacher" not in markdown
     assert "| semseg | 0.1000 | **0.2000** |" in markdown
     assert "## Metrics on `val`" in markdown
+
+
+def test_the_distribution_a_run_used_is_stated():
+    report = _report({"semseg": "s.keras", "depth": "d.keras", "normals": "n.keras"})
+    assert "trained under" not in render_markdown(report)  # reports from before the field
+    report["distribution"] = {
+        "strategy": "multi_worker",
+        "replicas": 2,
+        "workers": 2,
+        "input_sharding": "DATA",
+    }
+    assert (
+        "- trained under `multi_worker`: 2 replica(s) on 2 worker(s), input sharding DATA"
+        in render_markdown(report)
+    )
