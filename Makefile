@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-3task test test-slow test-all lint format clean venv
+.PHONY: demo demo-3task test test-slow test-all test-matrix lint format clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q --run-slow $(PYTEST_ARGS)
+
+# Every shipped recipe under every strategy (CI runs three of the twelve cells).
+test-matrix: $(STAMP)
+	$(PY) -m pytest -q --run-slow --run-matrix tests/training/test_strategy_matrix.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ka_tf tools tests benchmarks

@@ -17,15 +17,21 @@ tf.config.set_logical_device_configuration(
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+    parser.addoption(
+        "--run-matrix",
+        action="store_true",
+        help="also run the strategy-matrix cells outside CI's subset (make test-matrix)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-slow"):
-        return
     skip_slow = pytest.mark.skip(reason="slow: run with --run-slow (make test-all)")
+    skip_matrix = pytest.mark.skip(reason="strategy-matrix cell: run with make test-matrix")
     for item in items:
-        if "slow" in item.keywords:
+        if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(skip_slow)
+        elif "matrix" in item.keywords and not config.getoption("--run-matrix"):
+            item.add_marker(skip_matrix)
 
 
 @pytest.fixture(autouse=True)

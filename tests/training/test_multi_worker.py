@@ -1,19 +1,21 @@
 """``--strategy=multi_worker``: two tools/train.py workers on 127.0.0.1 train one student.
 
-The fast test pins the per-worker input: each worker keeps its replicas' rows of
-every global batch. The slow test starts two real worker processes with their own
-``TF_CONFIG``; both must finish, only the chief writes ``--model_dir``, and the two
-replicas end with bit-identical weights. Each worker logs a SHA-256 of the student
-it saved (the chief into --model_dir, the other into its temporary directory, read
-back before that is removed), which is how the test compares them without keeping
-the non-chief's files.
+The fast tests pin the per-worker input: each worker keeps its replicas' rows of
+every global batch (DATA sharding), evaluation batches of unknown size included.
+The slow test starts two real worker processes with their own ``TF_CONFIG``: an
+uninterrupted run (only the chief writes ``--model_dir``, both replicas end
+bit-identical), then one whose non-chief worker is killed mid fine-tuning and which
+both workers resume. Each worker logs a SHA-256 of the student it saved (the chief
+into --model_dir, the other into its temporary directory, read back before that is
+removed), which is how the test compares them without keeping the non-chief's files.
+Every shipped recipe under every strategy: ``test_strategy_matrix.py``.
 """
 
 import json
 import os
 import re
-import socket
-import subprocess
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -22,8 +24,8 @@ import tensorflow as tf
 from ka_tf.errors import ConfigError
 from ka_tf.training.launch import weights_digest
 from ka_tf.training.phase import _worker_slices
-from tests.helpers import REPO_ROOT
-from tests.training.tiny_train import make_inputs, train_command
+from tests.training.strategy_matrix import free_ports, run_workers, start_workers, wait_workers
+from tests.training.tiny_train import TRAIN_STEPS, make_inputs, train_command
 
 DIGEST = re.compile(r"^student weights sha256: ([0-9a-f]{64}) \(chief: (True|False)\)$", re.M)
 
@@ -47,80 +49,112 @@ def test_each_worker_keeps_its_replicas_rows_of_every_global_batch():
     assert local == [[0, 1], [2, 3], [4, 5], [6, 7]]
 
 
+def test_an_evaluation_batch_of_unknown_size_is_split_as_evenly_as_possible():
+    # 5 images in batches of 2 (the last one partial, so the static batch size is None).
+    rows = tf.data.Dataset.range(5).map(lambda i: {"image": tf.fill([2], i)}).batch(2)
+    assert rows.element_spec["image"].shape[0] is None
+    got = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(2, worker, 2)
+        got.append([b["image"][:, 0].numpy().tolist() for b in _worker_slices(rows, context)])
+    assert got == [[[0], [2], [4]], [[1], [3], []]]
+    # Two local replicas on one worker: every row once, in order.
+    local = [
+        b["image"][:, 0].numpy().tolist()
+        for b in _worker_slices(rows, tf.distribute.InputContext(1, 0, 2))
+    ]
+    assert local == [[0], [1], [2], [3], [4], []]
+
+
+def test_evaluation_input_takes_exactly_the_batches_asked_for():
+    from types import SimpleNamespace
+
+    from ka_tf.training.phase import evaluation_input
+
+    model = SimpleNamespace(distribute_strategy=tf.distribute.get_strategy())
+    batches = list(evaluation_input(model, lambda: _batches(2).repeat(), 3))
+    assert [b["image"][:, 0].numpy().tolist() for b in batches] == [[0, 1], [2, 3], [4, 5]]
+
+
 def test_global_batch_not_divisible_by_replicas():
     context = tf.distribute.InputContext(3, 0, 3)
     with pytest.raises(ConfigError, match="BATCH_SIZE=4 with 3 replicas"):
         _worker_slices(_batches(), context)
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+def _tf_env(tmp_path):
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KA_TF_CACHE=str(tmp_path / "cache"))
 
 
-@pytest.mark.slow  # two TensorFlow processes sharing the CPU: ~1.5-3 minutes on 2 cores
-def test_two_workers_train_identical_replicas_and_only_the_chief_writes(tmp_path):
+def _digests(outputs):
+    found = [DIGEST.findall(output) for output in outputs]
+    assert found[0] and found[0][0][1] == "True", outputs[0][-3000:]
+    assert found[1] and found[1][0][1] == "False", outputs[1][-3000:]
+    return found[0][0][0], found[1][0][0]
+
+
+@pytest.mark.slow  # three 2-worker runs sharing the CPU: ~5-8 minutes on 2 cores
+def test_a_worker_killed_mid_finetuning_resumes_to_the_uninterrupted_weights(tmp_path):
+    """SIGKILL one worker during fine-tuning: the other ends with one error line naming
+    the strategy and the phase; both restarted with the same command finish with the
+    weights of an uninterrupted 2-worker run, bit for bit."""
     teachers, images = make_inputs(tmp_path)
-    model_dir = tmp_path / "run"
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    command = train_command(
-        model_dir,
-        teachers,
-        images,
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    flags = (
         "--strategy=multi_worker",
         "--deterministic",
-        # Batch statistics averaged over both workers: without it each worker keeps
-        # BatchNorm moving averages of its own half batch (see BUILD.md).
         "--gin_bindings=amalgamate.synchronized_bn = True",
-        "--gin_bindings=TRAIN_STEPS = 2",
     )
-    processes, logs = [], []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="2")
-        logs.append(open(tmp_path / f"worker{index}.log", "w+"))
-        log = logs[index]
-        processes.append(
-            subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = _tf_env(tmp_path)
+
+    reference = tmp_path / "reference"
+    chief, other = _digests(
+        run_workers(
+            train_command(reference, teachers, images, *flags), workers, env, tmp_path / "logs"
         )
-    outputs = []
-    try:
-        for process in processes:
-            process.wait(timeout=420)
-    finally:
-        for process, log in zip(processes, logs, strict=True):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            log.seek(0)
-            outputs.append(log.read())
-            log.close()
-    for index, (process, output) in enumerate(zip(processes, outputs, strict=True)):
-        assert process.returncode == 0, f"worker {index}:\n{output[-3000:]}"
-
-    digests = [DIGEST.findall(output) for output in outputs]
-    assert digests[0] and digests[0][0][1] == "True", outputs[0][-2000:]
-    assert digests[1] and digests[1][0][1] == "False", outputs[1][-2000:]
-    assert digests[0][0][0] == digests[1][0][0], "the replicas' final weights differ"
-
+    )
+    assert chief == other, "the replicas' final weights differ"
     # The chief wrote the run; its student is the one both workers logged.
     for name in ("student.keras", "amalgamation_report.json", "config.gin"):
-        assert (model_dir / name).exists(), name
-    final = model_dir / "checkpoints" / "finetune" / "ckpt-000002"
-    assert json.loads((final / "progress.json").read_text())["epoch"] == 2
+        assert (reference / name).exists(), name
+    assert not (reference / ".ka_tf_shared_probe").exists()
+    final = reference / "checkpoints" / "finetune" / f"ckpt-{TRAIN_STEPS:06d}"
+    assert json.loads((final / "progress.json").read_text())["epoch"] == TRAIN_STEPS
     import keras
 
     import ka_tf.registry_all  # noqa: F401
 
-    student = keras.saving.load_model(str(model_dir / "student.keras"))
-    assert weights_digest(student) == digests[0][0][0]
+    student = keras.saving.load_model(str(reference / "student.keras"))
+    assert weights_digest(student) == chief
     with np.load(final / "state.npz") as state:
-        assert int(state["optimizer/00000"]) == 2
-    # The non-chief's temporary directory is gone and it wrote nothing else.
-    scratch = re.search(r"Non-chief worker: writing into (\S+) ", outputs[1])
-    assert scratch and not os.path.exists(scratch[1])
+        assert int(state["optimizer/00000"]) == TRAIN_STEPS
+
+    run_dir = tmp_path / "killed"
+    command = train_command(run_dir, teachers, images, *flags)
+    processes = start_workers(command, workers, env, tmp_path / "logs")
+    checkpoints = run_dir / "checkpoints" / "finetune"
+    try:
+        deadline = time.monotonic() + 420
+        while not (checkpoints / "ckpt-000002").exists():
+            assert all(p.poll() is None for p, _ in processes), "a worker ended before the kill"
+            assert time.monotonic() < deadline, "no second fine-tuning checkpoint in 420 s"
+            time.sleep(0.05)
+        processes[1][0].send_signal(signal.SIGKILL)
+        outputs, codes = wait_workers(processes, timeout=300)
+    finally:
+        for process, _ in processes:
+            if process.poll() is None:
+                process.kill()
+    assert codes[1] == -signal.SIGKILL
+    assert codes[0] not in (0, None), outputs[0][-3000:]
+    lines = [line for line in outputs[0].strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("error: strategy multi_worker, worker 0 of 2, phase finetune: "), (
+        outputs[0][-3000:]
+    )
+    assert "start every worker again with the same command" in lines[-1]
+    assert "Traceback" not in outputs[0]
+    assert not (run_dir / "student.keras").exists()
+
+    resumed = run_workers(command, workers, env, tmp_path / "logs")
+    assert "finetune: resumed from" in resumed[0] and "finetune: resumed from" in resumed[1]
+    assert _digests(resumed) == (chief, chief), "the resumed run ended with other weights"
