@@ -90,6 +90,16 @@ def _floats(logs: Mapping | None) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items()}
 
 
+def _packed(function):
+    """``function`` taking one element, for ``map``/``flat_map``, which pass a tuple
+    element (``(images, targets)``, a teacher's training pairs) as separate arguments."""
+
+    def call(*parts):
+        return function(parts if len(parts) > 1 else parts[0])
+
+    return call
+
+
 def _worker_slices(dataset: tf.data.Dataset, context: tf.distribute.InputContext):
     """This worker's per-replica batches: its replicas' rows of every global batch.
 
@@ -121,7 +131,7 @@ def _worker_slices(dataset: tf.data.Dataset, context: tf.distribute.InputContext
 
             return tf.data.Dataset.range(local).map(rows)
 
-        return dataset.flat_map(replica_batches)
+        return dataset.flat_map(_packed(replica_batches))
     if len(sizes) != 1:
         raise ConfigError(
             "multi-worker training needs batches of one size; received element shapes "
@@ -140,7 +150,7 @@ def _worker_slices(dataset: tf.data.Dataset, context: tf.distribute.InputContext
     def rows(batch):
         return tf.nest.map_structure(lambda t: t[start:stop], batch)
 
-    return dataset.map(rows).unbatch().batch(per_replica, drop_remainder=True)
+    return dataset.map(_packed(rows)).unbatch().batch(per_replica, drop_remainder=True)
 
 
 def _distributed(model: keras.Model, make: Callable[[], tf.data.Dataset]):
@@ -276,9 +286,9 @@ def run_phase(
     all_callbacks = [guard, EpochCheckpointer(checkpoint, guard, {"phase": name}), *callbacks]
     if log_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, name)))
-    if validation_data is not None:
-        validation_data = evaluation_input(model, validation_data, validation_steps)
     with distribute.running(name):
+        if validation_data is not None:
+            validation_data = evaluation_input(model, validation_data, validation_steps)
         history = model.fit(
             training_input(model, dataset, initial_epoch * steps_per_epoch),
             epochs=epochs,

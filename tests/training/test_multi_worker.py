@@ -66,6 +66,28 @@ def test_an_evaluation_batch_of_unknown_size_is_split_as_evenly_as_possible():
     assert local == [[0], [1], [2], [3], [4], []]
 
 
+@pytest.mark.parametrize("partial", [False, True], ids=["fixed-size", "last-batch-partial"])
+def test_tuple_elements_are_sliced_like_dicts(partial):
+    # A teacher trains on (images, {task: target}) pairs, which map/flat_map pass as
+    # two arguments.
+    pairs = tf.data.Dataset.range(8 if not partial else 7).map(
+        lambda i: (tf.fill([2], i), {"depth": tf.fill([1], i * 10)})
+    )
+    pairs = pairs.batch(4, drop_remainder=not partial)
+    got = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(2, worker, 2)
+        sliced = _worker_slices(pairs, context)
+        got.append(
+            [(x[:, 0].numpy().tolist(), y["depth"][:, 0].numpy().tolist()) for x, y in sliced]
+        )
+    last = ([6], [60]) if partial else ([6, 7], [60, 70])
+    assert got == [
+        [([0, 1], [0, 10]), ([4, 5], [40, 50])],
+        [([2, 3], [20, 30]), last],
+    ]
+
+
 def test_evaluation_input_takes_exactly_the_batches_asked_for():
     from types import SimpleNamespace
 
