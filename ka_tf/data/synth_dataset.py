@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import numpy as np
@@ -91,10 +92,23 @@ def ensure_generated(
         raise DataError(f"data_dir={data_dir} is a file, expected a directory.")
     config = resolve_scene_config(scene)
     metadata = generate.spec_metadata(scene, split, num_frames, height, width, seed, config)
-    if not generate.is_complete(generate.split_dir(data_dir, scene, split), metadata):
-        generate.generate_split(
-            scene, split, num_frames, height, width, seed, data_dir, workers, config
-        )
+    directory = generate.split_dir(data_dir, scene, split)
+    if generate.is_complete(directory, metadata):
+        return data_dir
+    # Several processes may want the same split at once (the workers of a multi-worker
+    # run on one machine, or sharing $KA_TF_CACHE): one renders, the others wait for
+    # it and then find the split complete. Without the lock two renderers raced to
+    # rename their staging directories into place, and one failed.
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, f".{scene}_{split}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not generate.is_complete(directory, metadata):
+                generate.generate_split(
+                    scene, split, num_frames, height, width, seed, data_dir, workers, config
+                )
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return data_dir
 
 

@@ -341,3 +341,38 @@ def test_texture_files_share_one_directory_per_source_version(tmp_path):
     assert second.path("brick/1") == path
     explicit = TextureFiles(str(tmp_path / "textures"))
     assert os.path.getsize(explicit.path("brick/1")) == os.path.getsize(path)
+
+
+@pytest.mark.slow  # two renderer processes: ~20 s
+def test_two_processes_wanting_one_split_at_once_both_get_it(tmp_path):
+    # The workers of a multi-worker run on one machine share the cache; without a lock
+    # both rendered and one failed renaming its staging directory into place.
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    script = (
+        "from ka_tf.data.synth_dataset import ensure_generated\n"
+        f"ensure_generated('street', 'val', 4, 32, 64, data_dir={str(tmp_path)!r}, workers=1)\n"
+        "print('ready')\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [process.communicate(timeout=300) for process in processes]
+    for process, (out, err) in zip(processes, results, strict=True):
+        assert process.returncode == 0 and "ready" in out, err[-3000:]
+    # One rendered (its progress bar names the split); the other waited and reused it.
+    rendered = ["street/val" in err for _, err in results]
+    assert sorted(rendered) == [False, True], [err[-500:] for _, err in results]
+    from ka_tf.data import load
+
+    assert sum(1 for _ in load("synth_street", data_dir=str(tmp_path), split="val")) == 4
