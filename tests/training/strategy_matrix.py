@@ -96,6 +96,14 @@ RECIPES = (
         (*_TINY_AMALGAMATION, "amalgamate.val_batches = 1"),
         data="write_nyu_npy",
     ),
+    Recipe(
+        "cityscapes (fixture files)",
+        "train.py",
+        "gin/cityscapes.gin",
+        (("semseg", 19), ("depth", None)),
+        (*_TINY_AMALGAMATION, "amalgamate.val_batches = 1"),
+        data="write_cityscapes",
+    ),
 )
 
 

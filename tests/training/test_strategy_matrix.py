@@ -1,7 +1,8 @@
 """Every shipped recipe × every strategy, for a few steps each (the slow suite).
 
 Rows: the demo (synthetic street), the online three-task recipe (synthetic indoor),
-a teacher recipe, and the NYUv2 recipe on fixture files in the real on-disk layout.
+a teacher recipe, and the NYUv2 and Cityscapes recipes on fixture files in the real
+on-disk layouts.
 Columns: TensorFlow's default strategy, ``mirrored`` on two logical CPUs, and
 ``multi_worker`` with two worker processes on 127.0.0.1. Every cell runs the
 recipe's own tool with its own gin file, two steps per execution in every phase
@@ -24,7 +25,7 @@ from tests.training.strategy_matrix import DIGEST, RECIPES, STRATEGIES, run_cell
 pytestmark = pytest.mark.slow
 
 # CI runs these cells: both data paths (TFRecords, a generator over files) and both
-# tools across two workers; `make test-matrix` runs all twelve (about 50 minutes
+# tools across two workers; `make test-matrix` runs all fifteen (about an hour
 # here). The default column is also covered, at one step, by tests/test_gin_dry_run.py,
 # and mirrored with several steps per execution by tests/test_distribute.py.
 CI_CELLS = {
