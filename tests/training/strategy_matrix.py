@@ -27,6 +27,12 @@ DIGEST = re.compile(
     r"^(?:student|teacher) weights sha256: ([0-9a-f]{64}) \(chief: (True|False)\)$", re.M
 )
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# Without synchronized BatchNorm each worker keeps moving averages of its own half
+# batch, and the replicas' saved weights differ in those alone.
+SYNCHRONIZED_BN = {
+    "train.py": "amalgamate.synchronized_bn = True",
+    "train_teacher.py": "build_teacher.synchronized_bn = True",
+}
 
 # A few steps everywhere: 2 per epoch, so 2 steps per execution in every phase.
 _STEPS = ["amalgamate.steps_per_epoch = 2", "amalgamate.steps_per_execution = 2"]
@@ -183,9 +189,7 @@ def run_cell(recipe: Recipe, strategy: str, root: Path, env: dict[str, str]) -> 
         command = _command(
             recipe,
             model_dir,
-            [*bindings, "amalgamate.synchronized_bn = True"]
-            if recipe.tool == "train.py"
-            else bindings,
+            [*bindings, SYNCHRONIZED_BN[recipe.tool]],
             "--strategy=multi_worker",
             "--deterministic",
         )
