@@ -37,7 +37,7 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q --run-slow $(PYTEST_ARGS)
 
-# Every shipped recipe under every strategy (CI runs three of the fifteen cells).
+# Every shipped recipe under every strategy (CI runs two of the fifteen cells).
 test-matrix: $(STAMP)
 	$(PY) -m pytest -q --run-slow --run-matrix tests/training/test_strategy_matrix.py $(PYTEST_ARGS)
 
