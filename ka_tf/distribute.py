@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -40,7 +41,7 @@ def _gpus() -> list[str]:
     return [device.name for device in tf.config.list_logical_devices("GPU")]
 
 
-def _one_device(devices: list[str] | None, worker_timeout_s: float) -> tf.distribute.Strategy:
+def _one_device(devices: list[str] | None) -> tf.distribute.Strategy:
     """One device: TF's default strategy unless a device is named.
 
     The default strategy leaves placement to TensorFlow (the first GPU if any, else
@@ -49,14 +50,12 @@ def _one_device(devices: list[str] | None, worker_timeout_s: float) -> tf.distri
     use (teacher step 330 vs 150 ms; BUILD.md, "Performance fixes, measured"), so it is used only
     for an explicitly named device.
     """
-    del worker_timeout_s
     if devices:
         return tf.distribute.OneDeviceStrategy(devices[0])
     return tf.distribute.get_strategy()
 
 
-def _mirrored(devices: list[str] | None, worker_timeout_s: float) -> tf.distribute.Strategy:
-    del worker_timeout_s
+def _mirrored(devices: list[str] | None) -> tf.distribute.Strategy:
     if devices is None:
         devices = _gpus() or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
@@ -189,7 +188,7 @@ def _wait_for_peers(cluster: ClusterSpec, worker_timeout_s: float) -> None:
 
 
 def _multi_worker(
-    devices: list[str] | None, worker_timeout_s: float, collective: str = "AUTO"
+    devices: list[str] | None, worker_timeout_s: float, collective: str
 ) -> tf.distribute.Strategy:
     """``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``, or one line within the timeout.
 
@@ -326,21 +325,13 @@ def patch_keras_trainer() -> None:
 
 
 def _auto(
-    devices: list[str] | None, worker_timeout_s: float, collective: str = "AUTO"
+    devices: list[str] | None, join: Callable[[list[str] | None], tf.distribute.Strategy]
 ) -> tf.distribute.Strategy:
     if os.environ.get("TF_CONFIG"):
-        return _multi_worker(devices, worker_timeout_s, collective)
+        return join(devices)
     if len(_gpus()) > 1:
-        return _mirrored(devices, worker_timeout_s)
-    return _one_device(devices, worker_timeout_s)
-
-
-_STRATEGY_BUILDERS: dict[str, Callable[..., tf.distribute.Strategy]] = {
-    "auto": _auto,
-    "one_device": _one_device,
-    "mirrored": _mirrored,
-    "multi_worker": _multi_worker,
-}
+        return _mirrored(devices)
+    return _one_device(devices)
 
 
 def split_cpu(count: int) -> None:
@@ -399,7 +390,7 @@ def get_strategy(
         >>> with strategy.scope():
         ...     model = build_model()
     """
-    if name not in _STRATEGY_BUILDERS:
+    if name not in STRATEGIES:
         raise ConfigError(
             f"unknown strategy. Received: strategy={name!r}. Expected one of {STRATEGIES}."
         )
@@ -414,11 +405,16 @@ def get_strategy(
         )
     if cpu_devices:
         split_cpu(cpu_devices)
-    builder = _STRATEGY_BUILDERS[name]
-    if name in ("auto", "multi_worker"):
-        strategy = builder(devices, worker_timeout_s, collective)
-    else:
-        strategy = builder(devices, worker_timeout_s)
+    join = functools.partial(
+        _multi_worker, worker_timeout_s=worker_timeout_s, collective=collective
+    )
+    builders: dict[str, Callable[[list[str] | None], tf.distribute.Strategy]] = {
+        "auto": functools.partial(_auto, join=join),
+        "one_device": _one_device,
+        "mirrored": _mirrored,
+        "multi_worker": join,
+    }
+    strategy = builders[name](devices)
     if strategy_kind(strategy) != "one_device":
         patch_keras_trainer()
     global _STRATEGY_NAME
