@@ -342,6 +342,12 @@ def amalgamate(
         "teachers": teacher_paths,
         "branch_points": branch_points,
         "block_losses": state.data["block_losses"],
+        # Optimizer steps per phase (block-wise: at each candidate block), so a control
+        # run can be given the same number of steps.
+        "steps": {
+            "blockwise": int(blockwise_steps) * len(blocks),
+            "finetune": int(finetune_steps),
+        },
         "params": {
             "student": int(student.count_params()),
             "teachers": {task: int(teacher_models[task].count_params()) for task in tasks},

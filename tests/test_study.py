@@ -1,0 +1,136 @@
+"""ka_tf.study (bootstrap, summary) and tools/study.py on a tiny config."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ka_tf import study
+from ka_tf.metrics.per_image import image_statistics
+from ka_tf.models import SegNet
+from tests.helpers import assert_one_line_error, run_tool
+
+
+def _stats(rng, depth_noise, flip_fraction, images=40):
+    """Scene-parsing and depth statistics of a fake model: errors set by the arguments."""
+    target_ids = rng.integers(0, 3, (images, 4, 4))
+    flip = rng.random(target_ids.shape) < flip_fraction
+    ids = np.where(flip, (target_ids + 1) % 3, target_ids)
+    depth = rng.uniform(1, 20, (images, 4, 4)).astype(np.float32)
+    predicted = depth * np.exp(rng.normal(0, depth_noise, depth.shape)).astype(np.float32)
+    return {
+        "semseg": image_statistics("semseg", ids, target_ids, num_classes=3),
+        "depth": image_statistics("depth", predicted, depth),
+    }
+
+
+def test_a_student_equal_to_its_teacher_has_zero_delta_m():
+    teacher = _stats(np.random.default_rng(0), 0.2, 0.2)
+    result = study.bootstrap_delta_m(teacher, [teacher, teacher], samples=50)
+    assert result["delta_m"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
+    assert set(result["delta_m_per_task"]) == {"semseg", "depth"}
+
+
+def test_a_better_student_has_an_interval_above_zero_and_a_worse_one_below():
+    teacher = _stats(np.random.default_rng(0), 0.3, 0.3)
+    better = [_stats(np.random.default_rng(0), 0.1, 0.1) for _ in range(2)]
+    worse = [_stats(np.random.default_rng(0), 0.6, 0.5)]
+    up = study.bootstrap_delta_m(teacher, better, samples=200)
+    down = study.bootstrap_delta_m(teacher, worse, samples=200)
+    assert up["delta_m"]["ci95"][0] > 0 and up["delta_m"]["mean"] > 0
+    assert down["delta_m"]["ci95"][1] < 0
+    for task in ("semseg", "depth"):
+        assert up["delta_m_per_task"][task]["ci95"][0] > 0
+
+
+def test_summary_counts_wins_and_compares_with_the_control():
+    teachers = {"semseg": {"semseg/miou": 0.5, "semseg/pixel_acc": 0.8}}
+    students = [
+        {"semseg/miou": 0.55, "semseg/pixel_acc": 0.81},
+        {"semseg/miou": 0.45, "semseg/pixel_acc": 0.82},
+    ]
+    control = {"semseg": [{"semseg/miou": 0.49, "semseg/pixel_acc": 0.8}]}
+    delta = {"delta_m": {"mean": 0.0, "ci95": [-0.1, 0.1]}, "delta_m_per_task": {}}
+    summary = study.summarize("street", [1, 2], 0.4, teachers, students, control, delta, "cmd")
+    row = summary["per_metric"]["semseg/miou"]
+    assert row["wins"] == 1 and row["student_mean"] == pytest.approx(0.5)
+    assert row["control_mean"] == pytest.approx(0.49)
+    assert summary["verdict"]["semseg"] == {
+        "student_at_or_above_teacher": True,
+        "student_above_control": True,
+    }
+    assert "| semseg/miou | 0.5000 | 0.5000 ± 0.0707 | 1/2 | 0.4900 |" in study.markdown(summary)
+
+
+def test_zero_seeds_is_a_one_line_error_and_writes_nothing(tmp_path):
+    result = run_tool("tools/study.py", "--seeds=0", f"--out_dir={tmp_path / 's'}", timeout=120)
+    assert_one_line_error(result, "--seeds=0", "--seeds=5")
+    assert not (tmp_path / "s").exists()
+
+
+TINY = [
+    "IMAGE_SIZE = (32, 64)",
+    "CROP_SIZE = (32, 32)",
+    "BATCH_SIZE = 2",
+    "TRAIN_STEPS = 2",
+    "BLOCKWISE_STEPS = 0",
+    "amalgamate.branch_points = {'semseg': 3, 'depth': 2}",
+    "synth_benchmark.splits = {'teacher': 2, 'transfer': 4, 'val': 2, 'test': 4}",
+    "amalgamate.steps_per_epoch = 1",
+    "amalgamate.num_panels = 1",
+]
+
+
+@pytest.mark.slow  # ~2 minutes: three amalgamation runs, each a process
+def test_study_tool_writes_the_schema(tmp_path):
+    teachers = {}
+    for task in ("semseg", "depth"):
+        path = str(tmp_path / f"{task}.keras")
+        SegNet(task, num_classes=19 if task == "semseg" else None, width_multiplier=1 / 16).save(
+            path
+        )
+        teachers[task] = path
+    out = tmp_path / "study"
+    result = run_tool(
+        "tools/study.py",
+        "--seeds=2",
+        "--control_seeds=1",
+        "--bootstrap_samples=20",
+        f"--out_dir={out}",
+        *[f"--gin_bindings={b}" for b in [*TINY, f"TEACHERS = {teachers!r}"]],
+        timeout=900,
+        env={"KA_TF_CACHE": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "study.json").read_text())
+    assert set(summary) >= {
+        "recipe",
+        "seeds",
+        "params_ratio",
+        "teachers",
+        "students",
+        "control",
+        "delta_m",
+        "delta_m_per_task",
+        "per_metric",
+        "verdict",
+    }
+    assert summary["seeds"] == [1, 2] and len(summary["students"]) == 2
+    assert {task: len(runs) for task, runs in summary["control"].items()} == {
+        "semseg": 1,
+        "depth": 1,
+    }
+    lo, hi = summary["delta_m"]["ci95"]
+    assert lo <= hi
+    assert set(summary["per_metric"]["semseg/miou"]) == {
+        "teacher",
+        "student_mean",
+        "student_std",
+        "wins",
+        "control_mean",
+    }
+    # The control trained as many steps as a student (block-wise + fine-tuning), from
+    # its teacher alone.
+    control = json.loads((out / "control_depth_s1" / "amalgamation_report.json").read_text())
+    assert control["tasks"] == ["depth"] and control["steps"]["finetune"] == 2
+    assert (out / "study.md").read_text().startswith("# Study: street, 2 seeds")
