@@ -18,6 +18,7 @@ CONFIGURABLE_MODULES = (
     "ka_tf.amalgamation.branching",
     "ka_tf.amalgamation.run",
     "ka_tf.evaluation",
+    "ka_tf.zoo",
 )
 
 for _module in CONFIGURABLE_MODULES:

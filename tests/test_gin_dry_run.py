@@ -27,7 +27,10 @@ ALL_FILES = sorted(
     for p in glob.glob(os.path.join(GIN_DIR, "**", "*.gin"), recursive=True)
 )
 # Fragments that need a dataset file's macros first.
-FRAGMENT_CONTEXT = {"gin/amalgamation/real_data.gin": ["gin/data/cityscapes.gin"]}
+FRAGMENT_CONTEXT = {
+    "gin/amalgamation/real_data.gin": ["gin/data/cityscapes.gin"],
+    "gin/amalgamation/street.gin": ["gin/demo.gin"],
+}
 # The default suite dry-runs one teacher file and the demo; the rest (real-data files
 # included) are marked slow and run in CI (make test-slow).
 FAST = {
@@ -43,6 +46,8 @@ def _marked(files):
 TEACHER_FILES = [f for f in ALL_FILES if f.startswith("gin/teachers/")]
 EXPERIMENT_FILES = [f for f in ALL_FILES if os.path.dirname(f) == "gin"]
 TINY = ["BATCH_SIZE = 2", "IMAGE_SIZE = (32, 64)"]
+# Files whose own sizes must shrink with TINY's frames.
+TINY_EXTRA = {"gin/street_zoo.gin": ["CROP_SIZE = (32, 32)"]}
 SYNTH_SPLITS = "synth_benchmark.splits = {'teacher': 4, 'transfer': 4, 'val': 2, 'test': 2}"
 
 
@@ -123,7 +128,8 @@ def test_teacher_file_trains_one_step(gin_file, data_dirs, tmp_path):
 def test_experiment_file_amalgamates_one_step(gin_file, data_dirs, tmp_path):
     import tensorflow as tf
 
-    _parse(gin_file, [*TINY, *_data_bindings(gin_file, data_dirs)])
+    tiny = [*TINY, *TINY_EXTRA.get(gin_file, [])]
+    _parse(gin_file, [*tiny, *_data_bindings(gin_file, data_dirs)])
     num_classes = gin.query_parameter("%NUM_CLASSES")
     teachers = {}
     for task in ("semseg", "depth"):
@@ -135,7 +141,7 @@ def test_experiment_file_amalgamates_one_step(gin_file, data_dirs, tmp_path):
     _parse(
         gin_file,
         [
-            *TINY,
+            *tiny,
             *_data_bindings(gin_file, data_dirs),
             f"TEACHERS = {teachers!r}",
             "BLOCKWISE_STEPS = 0",
@@ -151,3 +157,21 @@ def test_experiment_file_amalgamates_one_step(gin_file, data_dirs, tmp_path):
     assert set(report["metrics"]["test"]) == {"student", "teacher/semseg", "teacher/depth"}
     assert os.path.exists(tmp_path / "run" / "student.keras")
     assert os.path.exists(tmp_path / "run" / "panels" / "test_00.png")
+
+
+def test_street_zoo_trains_on_windows_and_scores_whole_frames():
+    from ka_tf.data.pipeline import make_dataset
+
+    _parse(
+        "gin/street_zoo.gin",
+        ["IMAGE_SIZE = (64, 128)", "CROP_SIZE = (32, 64)", "BATCH_SIZE = 2", SYNTH_SPLITS],
+    )
+    shapes = {}
+    for scope in ("transfer", "val_images", "test"):
+        with gin.config_scope(scope):
+            shapes[scope] = tuple(next(iter(make_dataset()))["image"].shape)
+    assert shapes == {
+        "transfer": (2, 32, 64, 3),
+        "val_images": (2, 64, 128, 3),
+        "test": (2, 64, 128, 3),
+    }

@@ -108,8 +108,9 @@ def augment_element(
     flip: bool = True,
     scale_range: tuple[float, float] = (1.0, 1.5),
     jitter: bool = True,
+    crop_size: tuple[int, int] | None = None,
 ) -> dict[str, tf.Tensor]:
-    """The training augmentation: random flip, scale-and-crop, colour jitter.
+    """The training augmentation: random flip, scale-and-crop, colour jitter, crop.
 
     Args:
         element: One element (dict of maps).
@@ -117,6 +118,10 @@ def augment_element(
         flip: Mirror with probability 1/2.
         scale_range: Zoom range for :func:`random_scale_crop`; (1, 1) disables it.
         jitter: Apply :func:`color_jitter` to the image.
+        crop_size: ``(height, width)``: finally keep one random window of this size of
+            every map (fully convolutional models train on windows and are evaluated
+            on whole frames: the zoo demo amalgamates on 64×128 windows of 128×256
+            frames). None keeps the whole frame.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
     if flip:
@@ -127,7 +132,43 @@ def augment_element(
     if jitter:
         element = dict(element)
         element[IMAGE] = color_jitter(element[IMAGE], seeds[2])
+    if crop_size is not None:
+        # Its own seed, so that the flip/scale/jitter of a seed stay what they were.
+        window_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 3)
+        element = random_window(element, window_seed, crop_size)
     return element
+
+
+def random_window(
+    element: dict[str, tf.Tensor], seed: tf.Tensor, size: tuple[int, int]
+) -> dict[str, tf.Tensor]:
+    """One random ``size`` window, at the same place in every map of ``element``.
+
+    Raises:
+        ConfigError: ``size`` is larger than the frames (their static size), or not
+            a multiple of 32 (the models' stride).
+    """
+    height, width = (int(v) for v in size)
+    frame_h, frame_w = element[IMAGE].shape[0], element[IMAGE].shape[1]
+    if height % 32 or width % 32 or height < 32 or width < 32:
+        raise ConfigError(
+            f"augment_element.crop_size must be positive multiples of 32. Received: "
+            f"crop_size={tuple(size)}."
+        )
+    if frame_h is not None and frame_w is not None and (height > frame_h or width > frame_w):
+        raise ConfigError(
+            f"augment_element.crop_size={tuple(size)} is larger than the frames "
+            f"({frame_h}, {frame_w}). Pass a smaller window or None."
+        )
+    shape = tf.shape(element[IMAGE])
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    top = tf.random.stateless_uniform([], seeds[0], 0, shape[0] - height + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], seeds[1], 0, shape[1] - width + 1, dtype=tf.int32)
+    out = {}
+    for key, value in element.items():
+        window = value[top : top + height, left : left + width]
+        out[key] = tf.ensure_shape(window, [height, width, *value.shape[2:]])
+    return out
 
 
 def images_only_view(dataset: tf.data.Dataset) -> tf.data.Dataset:
