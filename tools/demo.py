@@ -2,16 +2,20 @@
 
 Stages, each a real run of a ka_tf tool (nothing is simulated):
   1. environment check (tools/env_info.py);
-  2. one teacher per task, trained on the labelled `teacher` split
-     (tools/train_teacher.py; the synthetic data is rendered on first use and
-     cached; a teacher already trained in --run_dir is reused);
-  3. amalgamation of the teachers into one student on the unlabelled `transfer`
-     split (tools/train.py), then evaluation of teachers and student on the `test`
+  2. the teachers: the street recipe takes the zoo's (zoo/street_semseg,
+     zoo/street_depth, checked against their cards; `python tools/zoo.py`); with
+     --train_teachers, and for the indoor recipes, one teacher per task is trained
+     on the labelled `teacher` split (tools/train_teacher.py; the synthetic data is
+     rendered on first use and cached; a teacher already trained in --run_dir is
+     reused);
+  3. amalgamation of the teachers into one student on unlabelled images
+     (tools/train.py), then evaluation of teachers and student on the `test`
      split, the report table and PNG panels.
 
 Recipes (--recipe):
-  street        scene parsing + depth on synthetic street scenes (gin/demo.gin);
-                `make demo`.
+  street        scene parsing + depth on synthetic street scenes: the zoo's
+                teachers at 128x256 (gin/street_zoo.gin; `make demo`), or with
+                --train_teachers two CPU-minute teachers at 64x128 (gin/demo.gin).
   indoor_3task  scene parsing + depth + surface normals on synthetic indoor scenes,
                 one student amalgamated from the three teachers at once (online;
                 gin/synth_indoor_3task.gin); `make demo-3task`.
@@ -58,6 +62,13 @@ flags.DEFINE_multi_string(
     "Extra gin bindings passed to every stage (e.g. to shorten it: "
     "--gin_bindings='TRAIN_STEPS = 100').",
 )
+flags.DEFINE_boolean(
+    "train_teachers",
+    False,
+    "Train the street teachers from nothing (gin/demo.gin's CPU-minute teachers) instead "
+    "of taking the zoo's. The indoor recipes always train theirs (the zoo has no indoor "
+    "teachers yet).",
+)
 FLAGS = flags.FLAGS
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STREET_TEACHERS = {
@@ -84,11 +95,18 @@ class Recipe:
     default_run_dir: str
     teacher_gin: dict[str, str]
     stages: tuple[tuple[str, str, tuple[str, ...], bool], ...]
+    # Without --train_teachers: task → zoo entry, and the gin file that amalgamates them.
+    zoo_teachers: dict[str, str] | None = None
+    zoo_gin: str | None = None
 
 
 RECIPES = {
     "street": Recipe(
-        "runs/demo", STREET_TEACHERS, (("student", "gin/demo.gin", ("semseg", "depth"), False),)
+        "runs/demo",
+        STREET_TEACHERS,
+        (("student", "gin/demo.gin", ("semseg", "depth"), False),),
+        zoo_teachers={"semseg": "street_semseg", "depth": "street_depth"},
+        zoo_gin="gin/street_zoo.gin",
     ),
     "indoor_3task": Recipe(
         "runs/demo_indoor",
@@ -125,12 +143,19 @@ def _teachers_binding(teachers: dict[str, str], students: dict[str, str], stage)
     return "TEACHERS = {" + ", ".join(f"'{task}': '{teachers[task]}'" for task in sources) + "}"
 
 
-def main(argv: list[str]) -> int:
-    del argv
-    started = time.time()
-    recipe = RECIPES[FLAGS.recipe]
-    run_dir = os.path.abspath(FLAGS.run_dir or recipe.default_run_dir)
-    subprocess.run([sys.executable, "tools/env_info.py"], cwd=REPO_ROOT, check=True)
+def _zoo_teachers(entries: dict[str, str]) -> dict[str, str]:
+    """Task → zoo teacher path, each checked against its card (one-line error if not)."""
+    from ka_tf import zoo
+
+    teachers = {}
+    for task, name in entries.items():
+        teachers[task] = zoo.verify_entry(zoo.load_entry(name))
+        print(f"\n=== {task} teacher: zoo/{name} ({teachers[task]}) ===", flush=True)
+    return teachers
+
+
+def _train_teachers(recipe: Recipe, run_dir: str) -> dict[str, str]:
+    """Task → teacher path, training each teacher not yet trained in ``run_dir``."""
     teachers = {}
     for task, gin_file in recipe.teacher_gin.items():
         model_dir = os.path.join(run_dir, "teachers", task)
@@ -144,6 +169,22 @@ def main(argv: list[str]) -> int:
             f"--gin_file={gin_file}",
             f"--model_dir={model_dir}",
         )
+    return teachers
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    started = time.time()
+    recipe = RECIPES[FLAGS.recipe]
+    run_dir = os.path.abspath(FLAGS.run_dir or recipe.default_run_dir)
+    subprocess.run([sys.executable, "tools/env_info.py"], cwd=REPO_ROOT, check=True)
+    if recipe.zoo_teachers and not FLAGS.train_teachers:
+        teachers = _zoo_teachers(recipe.zoo_teachers)
+        recipe = dataclasses.replace(
+            recipe, stages=tuple((s[0], recipe.zoo_gin, *s[2:]) for s in recipe.stages)
+        )
+    else:
+        teachers = _train_teachers(recipe, run_dir)
     students: dict[str, str] = {}
     for stage in recipe.stages:
         name, gin_file = stage[0], stage[1]
