@@ -120,6 +120,16 @@ def test_demo_recipe_end_to_end_writes_the_report(tmp_path, teachers):
     assert set(report["branch_points"]) == {"semseg", "depth"}
     assert all(1 <= b <= 4 for b in report["branch_points"].values())  # decoder only
     assert all(len(v) == 5 and all(np.isfinite(v)) for v in report["block_losses"].values())
+    # The choice reads the like-for-like table (final trunk, each block's own gate). The
+    # last stage's weights are the final ones, so its two figures agree; block 0's gate
+    # was trained before four more stages moved the encoder, so its figures differ.
+    from ka_tf.amalgamation.branching import choose_branch_points
+
+    final, stage_end = report["block_losses"], report["block_losses_at_stage_end"]
+    assert choose_branch_points(final, tolerance=0.1, min_index=1) == report["branch_points"]
+    for task in ("semseg", "depth"):
+        assert final[task][4] == pytest.approx(stage_end[task][4], rel=1e-5)
+        assert final[task][0] != stage_end[task][0]
     assert report["params"]["student"] < sum(report["params"]["teachers"].values())
     assert set(report["metrics"]) == {"val"}
     assert set(report["metrics"]["val"]) == {"student", "teacher/semseg", "teacher/depth"}

@@ -82,11 +82,21 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("block_losses"):
         lines += [
             "",
-            "Validation projection loss after block-wise training at each candidate "
-            "(chosen in bold):",
+            "Validation projection loss at each candidate, every block measured with the "
+            "student's final encoder and trunk and that block's own gate, i.e. at the start "
+            "of the student that branching there assembles (chosen in bold):",
             "",
             block_loss_table(report["block_losses"], report["branch_points"]),
         ]
+        stage_end = report.get("block_losses_at_stage_end")
+        if stage_end and stage_end != report["block_losses"]:
+            lines += [
+                "",
+                "The same loss at the end of each block's own stage (stage b follows b "
+                "earlier stages of encoder training, so these columns are not like for like):",
+                "",
+                block_loss_table(stage_end, report["branch_points"]),
+            ]
     params = report["params"]
     summary = params_summary(params, report.get("teachers"))
     lines += ["", "## Parameters", "", "| model | parameters |", "| --- | --- |"]

@@ -288,8 +288,41 @@ def amalgamate(
             checkpoint.restore_latest()
         previous_checkpoint = checkpoint.latest()
 
+    # Like for like: stage b's loss above was measured after b + 1 stages of encoder
+    # training, and later stages move the trunk under gate b. So every block is measured
+    # again here, all with the final encoder and trunk and each block's own gate: the
+    # exact start of the student that branching there assembles. The choice uses this
+    # table; the stage-end one stays in the report.
+    if blocks and val_data is not None and "block_losses_final" not in state.data:
+        final: dict[str, list[float]] = {task: [] for task in tasks}
+        with distribute.running("block-loss table"):
+            for block in blocks:
+                with strategy.scope():
+                    probe = compiled(
+                        Amalgamator(
+                            blockwise,
+                            teacher_models,
+                            blockwise_losses,
+                            mode="blockwise",
+                            block=block,
+                            coders=coders,
+                            feature_weight=feature_weight,
+                            flip_average_targets=flip_average_targets,
+                        ),
+                        1,
+                        "blockwise",
+                    )
+                scores = probe.evaluate(
+                    evaluation_input(probe, val_data, val_batches), return_dict=True, verbose=0
+                )
+                for task in tasks:
+                    final[task].append(float(scores[f"{task}_projection"]))
+        state.data["block_losses_final"] = final
+        state.save()
+    block_losses = state.data.get("block_losses_final") or state.data["block_losses"]
+
     if branch_points is None:
-        if not state.data["block_losses"]:
+        if not block_losses:
             raise ConfigError(
                 "no branch points: bind amalgamate.branch_points, or run the block-wise phase "
                 "(blockwise_steps > 0) with val_data to measure where to branch."
@@ -297,7 +330,7 @@ def amalgamate(
         count = student_param_counter(blockwise)
         teachers_total = sum(teacher_models[task].count_params() for task in dict.fromkeys(tasks))
         branch_points = choose_branch_points(
-            state.data["block_losses"], params_ratio=lambda points: count(points) / teachers_total
+            block_losses, params_ratio=lambda points: count(points) / teachers_total
         )
     branch_points = {task: int(branch_points[task]) for task in tasks}
     state.data["branch_points"] = branch_points
@@ -341,7 +374,10 @@ def amalgamate(
         "tasks": list(tasks),
         "teachers": teacher_paths,
         "branch_points": branch_points,
-        "block_losses": state.data["block_losses"],
+        # The table the branch choice read (every block with the final trunk), and each
+        # stage's loss at the end of its own stage.
+        "block_losses": block_losses,
+        "block_losses_at_stage_end": state.data["block_losses"],
         # Optimizer steps per phase (block-wise: at each candidate block), so a control
         # run can be given the same number of steps.
         "steps": {

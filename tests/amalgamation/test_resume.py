@@ -51,6 +51,9 @@ def test_resume_after_block_two(tmp_path, monkeypatch):
         shutil.rmtree(run_dir / "checkpoints" / phase)
     second = run()
     assert json.loads((run_dir / STATE_FILE).read_text())["blocks_done"] == [0, 1, 2, 3, 4]
-    assert second["block_losses"]["semseg"][:3] == first["block_losses"]["semseg"][:3]
+    assert (
+        second["block_losses_at_stage_end"]["semseg"][:3]
+        == first["block_losses_at_stage_end"]["semseg"][:3]
+    )
     assert sorted((run_dir / "checkpoints" / "blockwise_b4").iterdir())
     assert (run_dir / "student.keras").exists()
