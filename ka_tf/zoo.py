@@ -266,6 +266,7 @@ def publish(run_dir: str, name: str, directory: str | None = None, seed: int | N
         "size_bytes": os.path.getsize(target),
         "weights_sha256": weights_digest(teacher),
         "steps": int(gin.get_bindings("train_teacher").get("steps", 0)),
+        "precision": report.get("precision", "unrecorded"),
         "wall_time_s": round(float(report.get("wall_time_s", 0.0)), 1),
         "versions": {"tensorflow": _tf_version(), "keras": keras.__version__},
         "metrics": {"test": report["metrics"]["test"]},

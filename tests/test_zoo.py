@@ -33,6 +33,7 @@ CARD_KEYS = {
     "weights_sha256",
     "metrics",
     "baseline",
+    "precision",
 }
 ZOO_BUDGET_BYTES = 40 * 1024 * 1024
 
@@ -67,10 +68,16 @@ def test_the_zoo_fits_its_size_budget():
     assert total <= ZOO_BUDGET_BYTES, total
 
 
+@pytest.fixture(scope="module")
+def zoo_cache(tmp_path_factory):
+    """One synthetic-data cache for the shipped entries (they share the test split)."""
+    return str(tmp_path_factory.mktemp("zoo_cache"))
+
+
 @pytest.mark.slow  # renders the 500-frame 128x256 test split (~1 min) and scores each teacher
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_entry_reproduces_its_card_on_test(name, tmp_path, monkeypatch):
-    monkeypatch.setenv("KA_TF_CACHE", os.environ.get("KA_TF_ZOO_TEST_CACHE", str(tmp_path)))
+def test_shipped_entry_reproduces_its_card_on_test(name, zoo_cache, monkeypatch):
+    monkeypatch.setenv("KA_TF_CACHE", zoo_cache)
     entry = zoo.load_entry(name, os.path.join(REPO_ROOT, "zoo"))
     measured = zoo.evaluate_entry(entry)
     assert zoo.metric_mismatches(entry.card["metrics"]["test"], measured) == []
@@ -121,6 +128,7 @@ def test_publish_then_verify_reproduces_the_card(tiny_run, monkeypatch):
         "max_depth": 160.0,
     }
     assert card["steps"] == 2 and card["task"] == "semseg"
+    assert card["precision"] == "float32"  # what the run's policy resolved to
     # Saved without optimizer state: the weights alone (a fresh run's teacher.keras has
     # the Adam moments as well).
     assert card["size_bytes"] < os.path.getsize(tiny_run / "run" / "teacher.keras") / 2

@@ -171,7 +171,12 @@ def train_teacher(
         validation_steps=val_batches,
         callbacks=callbacks,
     )
-    report: dict[str, Any] = {"task": task, "params": int(teacher.count_params())}
+    report: dict[str, Any] = {
+        "task": task,
+        "params": int(teacher.count_params()),
+        # What --precision resolved to ("auto" picks mixed_bfloat16 on CPUs with bf16).
+        "precision": keras.mixed_precision.global_policy().name,
+    }
     if os.path.exists(best_path):
         teacher.load_weights(best_path)
         report["best_val_loss"] = callbacks[0].best
