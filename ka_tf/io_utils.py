@@ -8,6 +8,7 @@ a restarted run sees either the old file or the complete new one.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -132,3 +133,12 @@ def atomic_save_keras(model, path: str, weights_only: bool = False) -> None:
         os.replace(tmp_path + suffix, tmp_path)
 
     atomic_write(path, write)
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -26,17 +26,10 @@ import numpy as np
 
 from ka_tf.errors import ConfigError, DataError
 from ka_tf.metrics import relative_change
-from ka_tf.metrics.names import METRIC_NAMES, higher_is_better, task_of
+from ka_tf.metrics.names import HEADLINE_METRICS, METRIC_NAMES, higher_is_better, task_of
 from ka_tf.metrics.per_image import image_statistics, pooled_metrics
 
 Statistics = dict[str, np.ndarray]  # task → [images, D] rows
-
-# The metrics a task's verdict is read on (the headline metrics).
-HEADLINE_METRICS = {
-    "semseg": ("semseg/miou", "semseg/pixel_acc"),
-    "depth": ("depth/abs_rel", "depth/rmse", "depth/delta1"),
-    "normals": ("normals/mean_angle", "normals/within_11.25"),
-}
 
 
 def collect_statistics(

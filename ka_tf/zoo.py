@@ -21,7 +21,6 @@ From gin, ``@zoo_teacher()`` is a teacher path checked against its card::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any
 import gin
 
 from ka_tf.errors import ConfigError, ModelFileError
+from ka_tf.io_utils import file_sha256
 
 ZOO_ENV = "KA_TF_ZOO"
 CARD_FILE = "card.json"
@@ -64,15 +64,6 @@ def train_command(name: str, seed: int = DEFAULT_SEED) -> str:
 def rebuild_command(name: str) -> str:
     """The one command that retrains and republishes entry ``name``."""
     return f"python tools/zoo.py --action=rebuild --name={name}"
-
-
-def file_sha256(path: str) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

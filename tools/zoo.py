@@ -43,12 +43,6 @@ flags.DEFINE_string(
 FLAGS = flags.FLAGS
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-HEADLINE = {
-    "semseg": ("semseg/miou", "semseg/pixel_acc"),
-    "depth": ("depth/delta1", "depth/abs_rel", "depth/rmse"),
-    "normals": ("normals/mean_angle", "normals/within_11.25"),
-}
-
 
 def _names(zoo) -> list[str]:
     names = FLAGS.name or zoo.available_names(FLAGS.zoo_dir)
@@ -63,6 +57,8 @@ def _names(zoo) -> list[str]:
 
 
 def _list(zoo) -> int:
+    from ka_tf.metrics.names import HEADLINE_METRICS
+
     print(f"zoo: {FLAGS.zoo_dir or zoo.zoo_dir()}")
     header = f"{'entry':<16} {'task':<8} {'params':>9} {'MB':>5} {'train':>7}  test (baseline)"
     print(header)
@@ -74,7 +70,7 @@ def _list(zoo) -> int:
         figures = ", ".join(
             f"{key.split('/')[1]} {card['metrics']['test'][key]:.3f}"
             + (f" ({baseline[key]:.3f})" if key in baseline else "")
-            for key in HEADLINE.get(entry.task, ())
+            for key in HEADLINE_METRICS.get(entry.task, ())
             if key in card["metrics"]["test"]
         )
         print(

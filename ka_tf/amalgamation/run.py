@@ -236,10 +236,11 @@ def amalgamate(
     config.write_config(model_dir)
     blocks = range(len(BRANCH_CANDIDATES)) if blockwise_steps > 0 else []
     previous_checkpoint = None
-    for block in blocks:
-        directory = os.path.join(model_dir, "checkpoints", f"blockwise_b{block}")
+
+    def blockwise_stage(block: int, steps: int) -> Amalgamator:
+        """The compiled block-wise amalgamator projecting at candidate ``block``."""
         with strategy.scope():
-            amalgamator = compiled(
+            return compiled(
                 Amalgamator(
                     blockwise,
                     teacher_models,
@@ -250,9 +251,20 @@ def amalgamate(
                     feature_weight=feature_weight,
                     flip_average_targets=flip_average_targets,
                 ),
-                blockwise_steps,
+                steps,
                 "blockwise",
             )
+
+    def projection_losses(amalgamator: Amalgamator) -> dict[str, float]:
+        """Task → validation projection loss of ``amalgamator`` over ``val_batches``."""
+        scores = amalgamator.evaluate(
+            evaluation_input(amalgamator, val_data, val_batches), return_dict=True, verbose=0
+        )
+        return {task: float(scores[f"{task}_projection"]) for task in tasks}
+
+    for block in blocks:
+        directory = os.path.join(model_dir, "checkpoints", f"blockwise_b{block}")
+        amalgamator = blockwise_stage(block, blockwise_steps)
         checkpoint = TrainingCheckpoint(directory, groups, amalgamator.optimizer)
         if checkpoint.latest() is None and previous_checkpoint is not None:
             TrainingCheckpoint(directory, groups).restore(previous_checkpoint)
@@ -273,14 +285,10 @@ def amalgamate(
             )
             if val_data is not None:
                 with distribute.running(f"blockwise_b{block} validation"):
-                    scores = amalgamator.evaluate(
-                        evaluation_input(amalgamator, val_data, val_batches),
-                        return_dict=True,
-                        verbose=0,
-                    )
+                    losses = projection_losses(amalgamator)
                 for task in tasks:
                     state.data["block_losses"].setdefault(task, [None] * len(BRANCH_CANDIDATES))
-                    state.data["block_losses"][task][block] = float(scores[f"{task}_projection"])
+                    state.data["block_losses"][task][block] = losses[task]
             state.data["blocks_done"].append(block)
             state.data["wall_time_s"][f"blockwise_b{block}"] = time.time() - started
             state.save()
@@ -294,30 +302,9 @@ def amalgamate(
     # exact start of the student that branching there assembles. The choice uses this
     # table; the stage-end one stays in the report.
     if blocks and val_data is not None and "block_losses_final" not in state.data:
-        final: dict[str, list[float]] = {task: [] for task in tasks}
         with distribute.running("block-loss table"):
-            for block in blocks:
-                with strategy.scope():
-                    probe = compiled(
-                        Amalgamator(
-                            blockwise,
-                            teacher_models,
-                            blockwise_losses,
-                            mode="blockwise",
-                            block=block,
-                            coders=coders,
-                            feature_weight=feature_weight,
-                            flip_average_targets=flip_average_targets,
-                        ),
-                        1,
-                        "blockwise",
-                    )
-                scores = probe.evaluate(
-                    evaluation_input(probe, val_data, val_batches), return_dict=True, verbose=0
-                )
-                for task in tasks:
-                    final[task].append(float(scores[f"{task}_projection"]))
-        state.data["block_losses_final"] = final
+            rows = [projection_losses(blockwise_stage(block, 1)) for block in blocks]
+        state.data["block_losses_final"] = {task: [row[task] for row in rows] for task in tasks}
         state.save()
     block_losses = state.data.get("block_losses_final") or state.data["block_losses"]
 

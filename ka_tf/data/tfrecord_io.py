@@ -20,7 +20,6 @@ bytes, optionally stored in a smaller ``storage_dtype`` such as float16).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ka_tf.errors import DataError
-from ka_tf.io_utils import atomic_write_json
+from ka_tf.io_utils import atomic_write_json, file_sha256
 
 SPEC_NAME = "spec.json"
 FORMAT = "ka_tf.tfrecord/1"
@@ -87,14 +86,6 @@ def serialize_example(record: dict[str, np.ndarray], features: dict[str, dict]) 
     return example.SerializeToString(deterministic=True)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def shard_names(num_shards: int) -> list[str]:
     """File names of ``num_shards`` shards."""
     return [f"data-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
@@ -130,7 +121,7 @@ def _write_shards(
                 "file": name,
                 "num_records": count,
                 "num_bytes": os.path.getsize(final),
-                "sha256": _sha256(final),
+                "sha256": file_sha256(final),
             }
         )
     return shards
@@ -254,7 +245,7 @@ def verify_shards(directory: str, spec: dict[str, Any], checksums: bool = True) 
                 f"shard {path} is truncated or corrupt: {size} bytes, the spec records "
                 f"{shard['num_bytes']}. Delete {directory} and generate the dataset again."
             )
-        if checksums and _sha256(path) != shard["sha256"]:
+        if checksums and file_sha256(path) != shard["sha256"]:
             raise DataError(
                 f"shard {path} is corrupt: its SHA-256 does not match the spec. Delete "
                 f"{directory} and generate the dataset again."

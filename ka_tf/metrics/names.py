@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ka_tf.metrics.depth import ABS_REL, DEPTH_METRICS, LOG10, RMSE, RMSE_LOG, SQ_REL
-from ka_tf.metrics.normals import MEAN_ANGLE, MEDIAN_ANGLE, NORMALS_METRICS
-from ka_tf.metrics.semseg import MIOU, SEMSEG_METRICS
+from ka_tf.metrics.depth import ABS_REL, DELTA1, DEPTH_METRICS, LOG10, RMSE, RMSE_LOG, SQ_REL
+from ka_tf.metrics.normals import MEAN_ANGLE, MEDIAN_ANGLE, NORMALS_METRICS, WITHIN_11
+from ka_tf.metrics.semseg import MIOU, PIXEL_ACC, SEMSEG_METRICS
 
 # Every metric key in report order (semseg, depth, normals).
 METRIC_NAMES = (*SEMSEG_METRICS, *DEPTH_METRICS, *NORMALS_METRICS)
@@ -14,6 +14,13 @@ LOWER_IS_BETTER = frozenset({RMSE, ABS_REL, SQ_REL, RMSE_LOG, LOG10, MEAN_ANGLE,
 
 # One metric per task, for the Multi-Task-Learning-PyTorch form of the headline.
 PRIMARY_METRICS = {"semseg": MIOU, "depth": RMSE, "normals": MEAN_ANGLE}
+
+# The metrics a task is judged on in the zoo table and the study's verdict.
+HEADLINE_METRICS = {
+    "semseg": (MIOU, PIXEL_ACC),
+    "depth": (ABS_REL, RMSE, DELTA1),
+    "normals": (MEAN_ANGLE, WITHIN_11),
+}
 
 
 def task_of(metric: str) -> str:
