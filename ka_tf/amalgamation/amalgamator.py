@@ -39,16 +39,32 @@ def average_predictions(task: str, a, b):
     return mean
 
 
-def build_coders(channels: Sequence[int], tasks: Sequence[str], gate_scale: float = 2.0):
+def build_coders(
+    channels: Sequence[int],
+    tasks: Sequence[str],
+    gate_scale: float = 2.0,
+    teacher_channels: Mapping[str, Sequence[int]] | None = None,
+):
     """One channel-coding gate per task and branch candidate (training-time adaptors).
 
     All are built at once, so a checkpoint of any phase holds every gate.
+
+    Args:
+        channels: The student's channels at each branch candidate.
+        tasks: Tasks to build gates for.
+        gate_scale: See :class:`~ka_tf.models.channel_coding.ChannelCoding`.
+        teacher_channels: Task → its teacher's channels at each candidate. Where they
+            differ from the student's, the gate ends in a 1×1 adaptor to the teacher's
+            width (default: the student's widths, no adaptors).
     """
     coders = {}
     for task in tasks:
         coders[task] = []
-        for b, c in enumerate(channels):
-            coder = ChannelCoding(c, gate_scale=gate_scale, name=f"{task}_coding_b{b}")
+        outputs = (teacher_channels or {}).get(task, channels)
+        for b, (c, out) in enumerate(zip(channels, outputs, strict=True)):
+            coder = ChannelCoding(
+                c, gate_scale=gate_scale, out_channels=out, name=f"{task}_coding_b{b}"
+            )
             coder.build((None, None, None, c))
             coders[task].append(coder)
     return coders
@@ -138,11 +154,14 @@ class Amalgamator(keras.Model):
         student_channels = self.student.candidate_channels()[block]
         for task, teacher in self.teachers.items():
             teacher_channels = teacher.candidate_channels(task)[block]
-            if student_channels != teacher_channels:
+            coder = self.coders[task][block]
+            if (coder.channels, coder.out_channels) != (student_channels, teacher_channels):
                 raise ConfigError(
-                    f"the student's feature at block {block} has {student_channels} channels but "
-                    f"the {task!r} teacher's has {teacher_channels}: build the student with the "
-                    f"teachers' widths (channels/width_multiplier)."
+                    f"the {task!r} gate at block {block} maps {coder.channels} to "
+                    f"{coder.out_channels} channels, but the student's feature there has "
+                    f"{student_channels} and the {task!r} teacher's {teacher_channels}: build "
+                    f"the gates with build_coders(student.candidate_channels(), tasks, "
+                    f"teacher_channels=...)."
                 )
 
     # --- Keras plumbing ------------------------------------------------------------------

@@ -106,6 +106,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for task, count in params["teachers"].items():
         lines.append(f"| teacher/{task} | {count:,} |")
     lines.append(f"| teachers together (each file once) | {summary['teachers_total']:,} |")
+    if report.get("student"):
+        own = report["student"]
+        widths = ", ".join(f"{task} {w:g}" for task, w in own["teachers_width_multiplier"].items())
+        lines += [
+            "",
+            f"Student width multiplier {own['width_multiplier']:g} (teachers: {widths}); "
+            f"branches {own['branches']} from the teachers"
+            + (
+                " (its block-wise gates reached the teachers' decoders through 1×1 adaptors)."
+                if own["branches"] == "channel-sliced"
+                else "."
+            ),
+        ]
     for split, rows in report.get("metrics", {}).items():
         lines += ["", f"## Metrics on `{split}`", "", format_markdown_table(rows)]
     if report.get("relative_change"):

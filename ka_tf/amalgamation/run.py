@@ -155,6 +155,7 @@ def amalgamate(
     steps_per_execution: int = 10,
     val_batches: int = 8,
     init_from: str = SEMSEG,
+    student_width_multiplier: float | None = None,
     branch_points: Mapping[str, int] | None = None,
     feature_weight: float = 0.0,
     flip_average_targets: bool = True,
@@ -183,6 +184,10 @@ def amalgamate(
             (see :func:`ka_tf.training.phase.execution_steps`).
         val_batches: Batches of ``val_data`` for each block loss.
         init_from: ``scratch`` or the task whose teacher initialises the student.
+        student_width_multiplier: The student's own width (None: the teachers'). A
+            narrower student projects into the teachers' decoders through 1×1
+            adaptors and is channel-sliced from them; see
+            :func:`~ka_tf.amalgamation.student_builder.build_blockwise_student`.
         branch_points: Fixed task → candidate; skips the choice (and needs no
             block-wise phase when ``blockwise_steps`` is 0).
         feature_weight: Weight of the feature-level term in the block-wise phase.
@@ -228,8 +233,15 @@ def amalgamate(
             blockwise_losses = distillation_losses(tasks)
         with gin.config_scope("finetune"):
             finetune_losses = distillation_losses(tasks)
-        blockwise = build_blockwise_student(teacher_models, init_from, gate_scale, synchronized_bn)
-        coders = build_coders(blockwise.candidate_channels(), tasks, gate_scale)
+        blockwise = build_blockwise_student(
+            teacher_models, init_from, gate_scale, synchronized_bn, student_width_multiplier
+        )
+        coders = build_coders(
+            blockwise.candidate_channels(),
+            tasks,
+            gate_scale,
+            teacher_channels={t: teacher_models[t].candidate_channels(t) for t in tasks},
+        )
     groups = {"student": blockwise, "coders": _CoderGroup(coders)}
     # The teachers, the data and the losses are loaded and valid: only now may this run
     # replace a previous run's config.gin.
@@ -370,6 +382,20 @@ def amalgamate(
         "steps": {
             "blockwise": int(blockwise_steps) * len(blocks),
             "finetune": int(finetune_steps),
+        },
+        "student": {
+            "width_multiplier": float(student.width_multiplier),
+            "teachers_width_multiplier": {
+                task: float(teacher_models[task].width_multiplier) for task in tasks
+            },
+            # Branches copied whole from the teachers, or channel-sliced (a student of
+            # its own width; its block-wise gates reached the teachers through adaptors).
+            "branches": "copied"
+            if all(
+                student.candidate_channels() == teacher_models[t].candidate_channels(t)
+                for t in tasks
+            )
+            else "channel-sliced",
         },
         "params": {
             "student": int(student.count_params()),

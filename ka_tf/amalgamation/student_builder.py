@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import keras
+import numpy as np
 
 from ka_tf.constants import NORMALS, SEMSEG
 from ka_tf.errors import ConfigError, ModelFileError
@@ -16,12 +17,17 @@ SHARED_ARCH_KEYS = ("arch", "batch_norm", "channels", "width_multiplier", "image
 INIT_CHOICES = ("scratch",)  # or a task name: start from that teacher's encoder/decoder
 
 
-def teacher_arch(teachers: Mapping[str, keras.Model]) -> dict:
-    """The architecture all teachers share; raises a ConfigError naming any mismatch."""
+def teacher_arch(teachers: Mapping[str, keras.Model], own_width: bool = False) -> dict:
+    """The architecture all teachers share; raises a ConfigError naming any mismatch.
+
+    With ``own_width`` (a student whose width is its own) the teachers need not agree
+    on ``width_multiplier``; the first teacher's is returned.
+    """
     reference_task, reference = next(iter(teachers.items()))
+    keys = [k for k in SHARED_ARCH_KEYS if not (own_width and k == "width_multiplier")]
     config = {key: getattr(reference, key) for key in SHARED_ARCH_KEYS}
     for task, teacher in teachers.items():
-        for key in SHARED_ARCH_KEYS:
+        for key in keys:
             if getattr(teacher, key) != config[key]:
                 raise ConfigError(
                     f"teachers disagree on {key}: {reference_task!r} has {config[key]}, {task!r} "
@@ -62,6 +68,40 @@ def _copy(target: keras.layers.Layer, source: keras.layers.Layer) -> None:
     target.set_weights(source.get_weights())
 
 
+def inherit_weights(target: keras.layers.Layer, source: keras.layers.Layer) -> bool:
+    """Copies ``source``'s weights into ``target``, channel-sliced where shapes differ.
+
+    Each weight of ``target`` takes the leading block of the same weight of ``source``
+    (kernel ``[:k, :k, :c_in, :c_out]``, BatchNorm ``[:c]``), the usual weight
+    inheritance of a narrower network from a wider one; where ``target`` is wider,
+    its extra channels keep their initial values. Returns whether every weight was
+    copied whole (the shapes all matched).
+    """
+    targets, sources = target.get_weights(), source.get_weights()
+    if len(targets) != len(sources):
+        raise ConfigError(
+            f"cannot initialise {target.name} from {source.name}: {len(targets)} vs "
+            f"{len(sources)} weights (different layer types)."
+        )
+    merged, whole = [], True
+    for mine, theirs in zip(targets, sources, strict=True):
+        if mine.ndim != theirs.ndim:
+            raise ConfigError(
+                f"cannot initialise {target.name} from {source.name}: weight ranks "
+                f"{mine.shape} vs {theirs.shape}."
+            )
+        if mine.shape == theirs.shape:
+            merged.append(theirs)
+            continue
+        whole = False
+        region = tuple(slice(0, min(a, b)) for a, b in zip(mine.shape, theirs.shape, strict=True))
+        value = np.array(mine, copy=True)
+        value[region] = theirs[region]
+        merged.append(value)
+    target.set_weights(merged)
+    return whole
+
+
 def _teacher_step(teacher: keras.Model, task: str, k: int) -> keras.layers.Layer:
     """Decoder block ``k`` on ``task``'s path through ``teacher``.
 
@@ -84,16 +124,21 @@ def build_blockwise_student(
     init_from: str = SEMSEG,
     gate_scale: float = 2.0,
     synchronized_bn: bool = False,
+    width_multiplier: float | None = None,
 ) -> TargetNet:
     """A fully shared student (trunk through up2) for the block-wise phase.
 
     Args:
         teachers: Task → teacher.
         init_from: ``"scratch"`` or the task whose teacher's encoder and decoder blocks
-            (up5..up2) initialise the student.
+            (up5..up2) initialise the student (channel-sliced when the student is
+            narrower: :func:`inherit_weights`).
         gate_scale: Passed to the student's channel-coding gates.
         synchronized_bn: Synchronise the student's BatchNorm statistics across replicas
             (without it, each replica normalises by its own share of the batch).
+        width_multiplier: The student's own width (default: the teachers'). A student
+            of another width reaches the teachers' decoders through the 1×1 adaptors
+            of its block-wise gates (:func:`~ka_tf.amalgamation.amalgamator.build_coders`).
     """
     tasks = tuple(teachers)
     if init_from not in (*INIT_CHOICES, *tasks):
@@ -101,6 +146,15 @@ def build_blockwise_student(
             f"unknown student initialisation. Received: init_from={init_from!r}. "
             f"Expected one of {[*INIT_CHOICES, *tasks]}."
         )
+    if width_multiplier is not None and not width_multiplier > 0:
+        raise ConfigError(
+            f"the student's width must be > 0. Received: "
+            f"amalgamate.student_width_multiplier={width_multiplier}. Use e.g. 0.1875 for a "
+            f"student at 3/4 of 1/4-width teachers, or None for the teachers' width."
+        )
+    arch = teacher_arch(teachers, own_width=width_multiplier is not None)
+    if width_multiplier is not None:
+        arch["width_multiplier"] = float(width_multiplier)
     last = len(BRANCH_CANDIDATES) - 1
     student = TargetNet(
         tasks,
@@ -109,14 +163,14 @@ def build_blockwise_student(
         depth_activation=_depth_activation(teachers),
         gate_scale=gate_scale,
         synchronized_bn=synchronized_bn,
-        **teacher_arch(teachers),
+        **arch,
     )
     if init_from != "scratch":
         teacher = teachers[init_from]
         for mine, theirs in zip(student.encoder_blocks, teacher.encoder_blocks, strict=True):
-            _copy(mine, theirs)
+            inherit_weights(mine, theirs)
         for k, block in enumerate(student.trunk_blocks):
-            _copy(block, _teacher_step(teacher, init_from, k))
+            inherit_weights(block, _teacher_step(teacher, init_from, k))
     return student
 
 
@@ -130,7 +184,11 @@ def assemble_student(
 
     Task ``t`` branching at ``b`` gets the gate trained at ``b`` in the block-wise phase,
     then copies of teacher ``t``'s decoder blocks from ``b`` on and its head — exactly
-    the path its projection loss was measured through.
+    the path its projection loss was measured through, when the student has its
+    teachers' width. A student of its own width keeps the gate without its adaptor,
+    and its branch blocks and heads are channel-sliced from the teacher's
+    (:func:`inherit_weights`): a different path from the measured one, which the
+    fine-tuning phase trains end to end.
     """
     tasks = tuple(teachers)
     student = TargetNet(
@@ -148,10 +206,10 @@ def assemble_student(
         _copy(mine, theirs)
     for task in tasks:
         point = student.branch_points[task]
-        _copy(student.coders[task], coders[task][point])
+        student.coders[task].set_weights(coders[task][point].gate_weights())
         for offset, block in enumerate(student.branches[task]):
-            _copy(block, _teacher_step(teachers[task], task, point + offset))
-        _copy(student.heads[task], teachers[task].heads[task])
+            inherit_weights(block, _teacher_step(teachers[task], task, point + offset))
+        inherit_weights(student.heads[task], teachers[task].heads[task])
     return student
 
 

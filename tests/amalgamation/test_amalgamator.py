@@ -157,7 +157,7 @@ def test_channel_mismatch_is_a_clear_error():
     student = build_blockwise_student(teachers)
     wide = {"semseg": teachers["semseg"], "depth": SegNet("depth", width_multiplier=WIDTH * 2)}
     with pytest.raises(
-        ConfigError, match=r"block 2 has 16 channels but the 'depth' teacher's has 32"
+        ConfigError, match=r"'depth' gate at block 2 maps 16 to 16 channels.*teacher's 32"
     ):
         Amalgamator(
             student,
