@@ -29,7 +29,8 @@ ALL_FILES = sorted(
 # Fragments that need a dataset file's macros first.
 FRAGMENT_CONTEXT = {
     "gin/amalgamation/real_data.gin": ["gin/data/cityscapes.gin"],
-    "gin/amalgamation/street.gin": ["gin/demo.gin"],
+    "gin/amalgamation/synth.gin": ["gin/demo.gin"],
+    "gin/amalgamation/small_student.gin": ["gin/street_zoo.gin"],
 }
 # The default suite dry-runs one teacher file and the demo; the rest (real-data files
 # included) are marked slow and run in CI (make test-slow).
@@ -47,7 +48,10 @@ TEACHER_FILES = [f for f in ALL_FILES if f.startswith("gin/teachers/")]
 EXPERIMENT_FILES = [f for f in ALL_FILES if os.path.dirname(f) == "gin"]
 TINY = ["BATCH_SIZE = 2", "IMAGE_SIZE = (32, 64)"]
 # Files whose own sizes must shrink with TINY's frames.
-TINY_EXTRA = {"gin/street_zoo.gin": ["CROP_SIZE = (32, 32)"]}
+TINY_EXTRA = {
+    "gin/street_zoo.gin": ["CROP_SIZE = (32, 32)"],
+    "gin/indoor_zoo_3task.gin": ["CROP_SIZE = (32, 32)"],
+}
 SYNTH_SPLITS = "synth_benchmark.splits = {'teacher': 4, 'transfer': 4, 'val': 2, 'test': 2}"
 
 

@@ -133,4 +133,10 @@ def test_study_tool_writes_the_schema(tmp_path):
     # its teacher alone.
     control = json.loads((out / "control_depth_s1" / "amalgamation_report.json").read_text())
     assert control["tasks"] == ["depth"] and control["steps"]["finetune"] == 2
+    # The control is the teacher itself, at its width, even where the recipe's student
+    # has a width of its own (gin/amalgamation/small_student.gin).
+    student = json.loads((out / "student_s1" / "amalgamation_report.json").read_text())
+    assert student["student"]["width_multiplier"] == 0.21875
+    assert control["student"]["width_multiplier"] == 1 / 16
+    assert control["student"]["branches"] == "copied"
     assert (out / "study.md").read_text().startswith("# Study: street, 2 seeds")

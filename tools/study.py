@@ -2,6 +2,7 @@ r"""The study over seeds: one recipe's amalgamation K times, a control, Δm with
 
 Usage:
     python tools/study.py --recipe=street --seeds=5 --out_dir=runs/study_street
+    python tools/study.py --recipe=indoor_3task --seeds=5 --out_dir=runs/study_indoor
 
 For seed s in 1..K: `tools/train.py --gin_file=<recipe> --deterministic --seed=s`
 (the transfer pipeline's shuffling and windows seeded by s too) into
@@ -37,14 +38,15 @@ from absl import flags
 
 from ka_tf import cli
 
-RECIPES = {"street": "gin/street_zoo.gin"}
+RECIPES = {"street": "gin/street_zoo.gin", "indoor_3task": "gin/indoor_zoo_3task.gin"}
 
 flags.DEFINE_enum(
     "recipe",
     "street",
     sorted(RECIPES),
-    "street: the zoo's street teachers → one student (gin/street_zoo.gin). (The indoor "
-    "recipes need indoor zoo teachers, which the zoo does not have yet.)",
+    "street: the zoo's street teachers → one student (gin/street_zoo.gin); "
+    "indoor_3task: the zoo's indoor scene-parsing, depth and normals teachers → one "
+    "student (gin/indoor_zoo_3task.gin).",
 )
 flags.DEFINE_integer("seeds", 5, "Amalgamation runs (seeds first_seed…first_seed+K-1).")
 flags.DEFINE_integer("first_seed", 1, "The first seed.")
@@ -150,6 +152,8 @@ def main(argv: list[str]) -> int:
                 [
                     f"TEACHERS = {{'{task}': '{teacher_paths[task]}'}}",
                     f"amalgamate.init_from = '{task}'",
+                    # The teacher itself, at its own width, whatever the student's.
+                    "amalgamate.student_width_multiplier = None",
                     "BLOCKWISE_STEPS = 0",
                     f"TRAIN_STEPS = {steps}",
                     f"amalgamate.branch_points = {{'{task}': {first['branch_points'][task]}}}",
