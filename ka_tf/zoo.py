@@ -262,6 +262,12 @@ def publish(run_dir: str, name: str, directory: str | None = None, seed: int | N
         "versions": {"tensorflow": _tf_version(), "keras": keras.__version__},
         "metrics": {"test": report["metrics"]["test"]},
     }
+    # The card's figures are the published file scored as `verify --evaluate` and
+    # tests/test_zoo.py score it (float32), not the training run's own evaluation
+    # under its precision policy (kept as metrics_at_training): under bfloat16 a
+    # squared-error metric moves by ~1% (indoor depth sq_rel 0.3501 vs 0.3532).
+    card["metrics_at_training"] = {"precision": card["precision"], **card["metrics"]}
+    card["metrics"] = {"test": evaluate_entry(ZooEntry(name, entry_dir, card))}
     if "baseline" in report:
         card["baseline"] = {
             "predictor": report["baseline"]["predictor"],

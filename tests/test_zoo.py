@@ -129,6 +129,9 @@ def test_publish_then_verify_reproduces_the_card(tiny_run, monkeypatch):
     }
     assert card["steps"] == 2 and card["task"] == "semseg"
     assert card["precision"] == "float32"  # what the run's policy resolved to
+    # The card's figures are the published file re-scored; the run's own are kept.
+    assert card["metrics_at_training"]["precision"] == "float32"
+    assert set(card["metrics_at_training"]["test"]) == set(card["metrics"]["test"])
     # Saved without optimizer state: the weights alone (a fresh run's teacher.keras has
     # the Adam moments as well).
     assert card["size_bytes"] < os.path.getsize(tiny_run / "run" / "teacher.keras") / 2
