@@ -120,7 +120,7 @@ def augment_element(
         jitter: Apply :func:`color_jitter` to the image.
         crop_size: ``(height, width)``: finally keep one random window of this size of
             every map (fully convolutional models train on windows and are evaluated
-            on whole frames: the zoo demo amalgamates on 64×128 windows of 128×256
+            on whole frames: the zoo demo amalgamates on 128×128 windows of 128×256
             frames). None keeps the whole frame.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
