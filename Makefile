@@ -4,26 +4,41 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# `make demo` installs what the demo needs (ka_tf + the `synth` extra: no torch, no
+# exporters); `make test` adds the extras the tests exercise. Both go through the
+# exact, tested versions in requirements/constraints.txt.
+DEMO_STAMP := $(VENV)/.installed-demo
+STAMP := $(VENV)/.installed-test
+PIP_INSTALL := $(PY) -m pip install --quiet -c requirements/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-3task test test-slow test-all test-matrix lint format clean venv
+.PHONY: demo demo-3task test test-slow test-all test-matrix lint format clean venv wheel
 
 venv: $(STAMP)
 
-$(STAMP): setup.py requirements/constraints.txt
+$(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11 (3.10-3.12 supported)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3 setuptools==80.9.0 wheel==0.45.1
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev,convert]"
-	@touch $(STAMP)
+
+$(DEMO_STAMP): setup.py requirements/constraints.txt | $(PY)
+	$(PIP_INSTALL) -e ".[synth]"
+	@touch $(DEMO_STAMP)
+
+$(STAMP): setup.py requirements/constraints.txt | $(PY)
+	$(PIP_INSTALL) -e ".[dev,synth,export,convert]"
+	@touch $(STAMP) $(DEMO_STAMP)
+
+# A wheel in dist/ (gin recipes and the zoo inside; console scripts ka-*).
+wheel: $(STAMP)
+	$(PY) -m pip wheel --no-deps --no-build-isolation --quiet -w dist .
 
 # The main job, end to end, on the embedded synthetic benchmark.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) tools/demo.py
 
 # Three tasks (scene parsing, depth, surface normals) on synthetic indoor scenes, online.
-demo-3task: $(STAMP)
+demo-3task: $(DEMO_STAMP)
 	$(PY) tools/demo.py --recipe=indoor_3task
 
 # The default test suite (slow tests are marked and run by `make test-all`).
@@ -50,4 +65,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix ka_tf tools tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,28 +1,81 @@
-"""Shared plumbing for the command-line tools in ``tools/``.
+"""Shared plumbing for the command-line tools (``ka_tf/commands``, ``tools/``).
 
 Every tool is started with :func:`run`, which parses absl flags and turns the
 two kinds of user mistakes — a bad flag and a :class:`~ka_tf.errors.UserInputError`
 raised anywhere below ``main`` — into one line on stderr and exit status 2.
+Importing this module imports TensorFlow with its C++ start-up lines held back
+(:func:`import_tensorflow_quietly`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
-
-# Quiet TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) before
-# any tool imports it. Users can still set the variable themselves.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import logging
 
 from absl import app, flags
 
 from ka_tf.errors import TrainingError, UserInputError
 
 EXIT_USAGE = 2
+
+
+def _tensorflow_logs_requested(argv: Sequence[str]) -> bool:
+    """Whether ``--verbosity``/``-v`` asks for debug output (1 or more)."""
+    for index, arg in enumerate(argv):
+        name, _, value = arg.partition("=")
+        if name not in ("--verbosity", "-v"):
+            continue
+        if not value and index + 1 < len(argv):
+            value = argv[index + 1]
+        try:
+            return int(value) >= 1
+        except ValueError:
+            return False
+    return False
+
+
+def import_tensorflow_quietly(argv: Sequence[str] | None = None) -> None:
+    """Imports TensorFlow with its C++ start-up lines held back, unless asked for.
+
+    TF 2.21 logs "Could not find cuda drivers", "oneDNN custom operations are on" and
+    "All log messages before absl::InitializeLog() ..." straight to file descriptor 2
+    while it loads, whatever ``TF_CPP_MIN_LOG_LEVEL`` says (../shared/TOOLCHAIN.md).
+    The import therefore runs with descriptor 2 pointed at a temporary file; what
+    was written there is printed if the import fails, or always with
+    ``--verbosity=1`` or more (then TensorFlow's C++ level is lowered to INFO too).
+    Later C++ messages follow ``TF_CPP_MIN_LOG_LEVEL`` (default 3 here: none; a
+    failure still reaches the user as a Python exception).
+    """
+    argv = sys.argv if argv is None else argv
+    if _tensorflow_logs_requested(argv):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules or _tensorflow_logs_requested(argv):
+        import tensorflow
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+# Every tool imports this module before anything imports TensorFlow.
+import_tensorflow_quietly()
 
 # TensorFlow's Python warnings about tf.function retracing fire on every new phase
 # model (expected here) and bury the progress output.
@@ -113,7 +166,26 @@ def run(main: Callable[[list[str]], int | None]) -> None:
             exit_now(1)
         return None
 
+    _present_as_main(main)
     app.run(guarded_main, flags_parser=_parse_flags_or_fail)
+
+
+def _present_as_main(main: Callable[..., object]) -> None:
+    """Makes ``--help`` describe the command when its module is not ``__main__``.
+
+    A console script (``ka-train``) or ``tools/train.py`` is a front that imports
+    ``ka_tf.commands.train``; absl's ``--help`` prints the ``__main__`` module's
+    docstring and the flags declared by the module named ``sys.argv[0]``, which would
+    be the front's. The command module's docstring and key flags are lent to it.
+    """
+    module = sys.modules.get(getattr(main, "__module__", "") or "")
+    front = sys.modules.get("__main__")
+    if module is None or front is None or module is front:
+        return
+    if module.__doc__:
+        front.__doc__ = module.__doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def require_flag(name: str) -> str:

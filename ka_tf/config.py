@@ -50,18 +50,26 @@ def define_gin_flags() -> None:
 
 
 def resolve_gin_file(path: str, search_paths: Sequence[str]) -> str:
-    """Returns an existing path for ``path``, trying it as given then in each search path.
+    """Returns an existing path for ``path``: as given, in each search path, then shipped.
+
+    The last place is ka_tf's own recipes (:func:`ka_tf.resources.shipped_root`: the
+    checkout's root, or the installed package's copy), so ``--gin_file=gin/demo.gin``
+    works from any working directory.
 
     Raises:
-        ConfigError: if no candidate exists.
+        ConfigError: if no candidate exists, naming every place searched.
     """
+    from ka_tf import resources
+
     candidates = [path] + [os.path.join(root, path) for root in search_paths]
+    candidates.append(resources.shipped_path(path))
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate
     raise ConfigError(
-        f"gin file not found: --gin_file={path} (looked in the working directory and "
-        f"--gin_search_paths={list(search_paths)}). Pass an existing file, e.g. "
+        f"gin file not found: --gin_file={path} (looked in the working directory "
+        f"{os.getcwd()}, in --gin_search_paths={list(search_paths)} and among ka_tf's "
+        f"shipped recipes in {resources.shipped_root()}). Pass an existing file, e.g. "
         f"--gin_file=gin/demo.gin."
     )
 
@@ -78,7 +86,8 @@ def parse_gin_config(
     Args:
         gin_files: Gin files in parse order.
         gin_bindings: Extra bindings, applied after the files.
-        search_paths: Directories for relative gin files and ``include``.
+        search_paths: Directories for relative gin files and ``include``; ka_tf's
+            shipped recipes are searched last.
 
     Returns:
         The parsed configuration as gin text (also logged).
@@ -89,8 +98,9 @@ def parse_gin_config(
     # Every configurable must exist before parsing: gin locks the config afterwards, and a
     # module imported later (a dataset loader, say) could not register its configurables.
     import ka_tf.registry_all  # noqa: F401
+    from ka_tf import resources
 
-    for root in search_paths:
+    for root in [*search_paths, resources.shipped_root()]:
         gin.add_config_file_search_path(root)
     files = [resolve_gin_file(path, search_paths) for path in gin_files]
     try:

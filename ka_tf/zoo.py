@@ -28,6 +28,7 @@ from typing import Any
 
 import gin
 
+from ka_tf import resources
 from ka_tf.errors import ConfigError, ModelFileError
 from ka_tf.io_utils import file_sha256
 
@@ -36,7 +37,6 @@ CARD_FILE = "card.json"
 MODEL_FILE = "teacher.keras"
 RECIPE_DIR = os.path.join("gin", "teachers", "zoo")
 DEFAULT_SEED = 1
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Re-evaluating a zoo teacher on another CPU (AVX2 vs AVX-512 kernels) moves its
 # metrics by rounding only; a figure that moves more than this is a different model.
 METRIC_ATOL = 2e-3
@@ -44,8 +44,8 @@ METRIC_RTOL = 2e-3
 
 
 def zoo_dir() -> str:
-    """``$KA_TF_ZOO`` if set, else ``zoo/`` at the repository root."""
-    return os.environ.get(ZOO_ENV) or os.path.join(REPO_ROOT, "zoo")
+    """``$KA_TF_ZOO`` if set, else ka_tf's shipped zoo (``zoo/`` in a checkout)."""
+    return os.environ.get(ZOO_ENV) or resources.shipped_path("zoo")
 
 
 def recipe_path(name: str) -> str:
@@ -53,12 +53,19 @@ def recipe_path(name: str) -> str:
     return os.path.join(RECIPE_DIR, f"{name}.gin")
 
 
+def train_arguments(name: str, seed: int = DEFAULT_SEED) -> list[str]:
+    """The flags of entry ``name``'s deterministic teacher training."""
+    return [
+        f"--gin_file={recipe_path(name)}",
+        f"--model_dir=runs/zoo/{name}",
+        "--deterministic",
+        f"--seed={seed}",
+    ]
+
+
 def train_command(name: str, seed: int = DEFAULT_SEED) -> str:
     """The deterministic training command of entry ``name`` (what its card records)."""
-    return (
-        f"python tools/train_teacher.py --gin_file={recipe_path(name)} "
-        f"--model_dir=runs/zoo/{name} --deterministic --seed={seed}"
-    )
+    return " ".join(["python tools/train_teacher.py", *train_arguments(name, seed)])
 
 
 def rebuild_command(name: str) -> str:
@@ -107,7 +114,7 @@ def load_entry(name: str, directory: str | None = None) -> ZooEntry:
         known = available_names(root)
         hint = (
             f"rebuild it with `{rebuild_command(name)}`"
-            if os.path.isfile(os.path.join(REPO_ROOT, recipe_path(name)))
+            if os.path.isfile(resources.shipped_path(recipe_path(name)))
             else f"the zoo has {known or 'no entries'}"
         )
         raise ConfigError(f"zoo teacher {name!r} is missing: no {card_path}; {hint}.")
@@ -138,9 +145,12 @@ def verify_entry(entry: ZooEntry) -> str:
         )
     actual = file_sha256(path)
     if actual != entry.card.get("sha256"):
-        relative = os.path.relpath(path, REPO_ROOT)
+        relative = os.path.relpath(path, resources.shipped_root())
+        in_checkout = resources.shipped_root() != resources.SHIPPED_DIR
         restore = (
-            "" if relative.startswith("..") else f"restore it (git checkout -- {relative}) or "
+            f"restore it (git checkout -- {relative}) or "
+            if in_checkout and not relative.startswith("..")
+            else ""
         )
         raise ModelFileError(
             f"zoo teacher file {path} has sha256 {actual[:12]}…, its card says "
@@ -162,7 +172,10 @@ def zoo_teacher(name: str = gin.REQUIRED, directory: str | None = None) -> str:
 def _git_commit() -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=resources.shipped_root(),
+            capture_output=True,
+            text=True,
         )
     except OSError:
         return "unknown"

@@ -279,7 +279,7 @@ def test_text_and_missing_files(tmp_path):
 def test_missing_torch_names_the_extra(tmp_path, monkeypatch):
     path = save(_state(), tmp_path / "teacher.pth")
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
-    with pytest.raises(ModelFileError, match=r"pip install -e \.\[convert\]"):
+    with pytest.raises(ModelFileError, match=r"pip install 'ka_tf\[convert\]'"):
         convert.load_checkpoint(path)
 
 

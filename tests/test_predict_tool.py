@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import keras
@@ -12,7 +11,7 @@ from PIL import Image
 
 from ka_tf.export.exporter import convert_tflite
 from ka_tf.export.runtimes import KerasRunner, load_runner, resize_images, resize_outputs
-from tests.helpers import REPO_ROOT, assert_one_line_error, run_tool
+from tests.helpers import assert_one_line_error, run_tool
 from tests.test_export import NUM_CLASSES, labelled_arrays, tiny_student
 
 SIZES = {"small.png": (40, 50), "sub/wide.jpg": (70, 150)}
@@ -72,12 +71,9 @@ def test_panels_and_outputs_at_image_size(files, tmp_path, model_file):
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "predict_tool", os.path.join(REPO_ROOT, "tools", "predict.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ka_tf.commands import predict
+
+    return predict
 
 
 def test_class_names_from_flag_or_count():
@@ -91,6 +87,44 @@ def test_class_names_from_flag_or_count():
     assert names == [f"class {i}" for i in range(5)] and np.asarray(palette).shape == (5, 3)
     with pytest.raises(ConfigError, match="cityscapes has 19 classes but the model predicts 5"):
         tool.class_names_and_palette("cityscapes", 5)
+
+
+def test_own_size_rounds_to_multiples_of_32():
+    tool = _load_tool()
+    assert tool.own_size(40, 50) == (32, 64)
+    assert tool.own_size(70, 150) == (64, 160)
+    assert tool.own_size(10, 1000) == (32, 992)
+
+
+@pytest.mark.slow  # ~20 s: a .keras model traced at two image sizes
+def test_fully_convolutional_model_runs_each_image_at_its_own_size(files, tmp_path):
+    from ka_tf.models import TargetNet
+
+    keras.utils.set_random_seed(4)
+    model = TargetNet(
+        ("semseg", "depth"),
+        num_classes=NUM_CLASSES,
+        branch_points={"semseg": 3, "depth": 2},
+        width_multiplier=1 / 16,
+        image_shape=(None, None, 3),
+    )
+    model.save(tmp_path / "fcn.keras")
+    out_dir = tmp_path / "pred"
+    result = run_tool(
+        "tools/predict.py",
+        f"--model={tmp_path / 'fcn.keras'}",
+        f"--input={files / 'images'}",
+        f"--out_dir={out_dir}",
+        "--noprogress",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "runs at its own size rounded to a multiple of 32" in result.stdout
+    runner = KerasRunner(model, (64, 160))
+    image = np.asarray(Image.open(files / "images" / "sub" / "wide.jpg").convert("RGB"))
+    expected = resize_outputs(runner(resize_images(image[None], (64, 160))), image.shape[:2])
+    depth = np.load(out_dir / "sub" / "wide_depth.npy")
+    assert depth.shape == (70, 150)
+    np.testing.assert_allclose(depth, expected["depth"][0], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Converters from other frameworks' checkpoints into ka_tf Keras models.
 
-Only reading a PyTorch file needs torch (``pip install -e .[convert]``); importing
+Only reading a PyTorch file needs torch (``pip install 'ka_tf[convert]'``); importing
 this package does not.
 """
 

@@ -20,7 +20,7 @@ NHWC images itself with ``image_mean``/``image_std`` (default ImageNet, in 0..25
 units), so pass the statistics the teacher was trained with.
 
 torch is imported only when a checkpoint file is read (the ``convert`` extra:
-``pip install -e .[convert]``); converting an in-memory dict of numpy arrays does
+``pip install 'ka_tf[convert]'``); converting an in-memory dict of numpy arrays does
 not need it.
 """
 
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ka_tf import extras
 from ka_tf.constants import DEPTH, NORMALS, SEMSEG
 from ka_tf.errors import ConfigError, ModelFileError
 from ka_tf.models import arch as arch_lib
@@ -42,7 +43,7 @@ ARCHS: tuple[str, ...] = tuple(
 # Keys of a checkpoint dict that may hold the state_dict (training checkpoints).
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 DATA_PARALLEL_PREFIX = "module."
-_INSTALL_HINT = "pip install -e .[convert]"
+_INSTALL_HINT = extras.install_hint("convert")
 
 
 def parse_arch(arch: str) -> tuple[str, bool]:

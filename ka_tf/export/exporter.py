@@ -41,12 +41,15 @@ from typing import Any
 import keras
 import numpy as np
 
+from ka_tf import extras
 from ka_tf.constants import IMAGE, SIZE_DIVISOR, TASKS
 from ka_tf.errors import ConfigError, DataError, ModelFileError
 from ka_tf.export.dense_export_module import SERVING_FLOAT, DenseExportModule, model_tasks
 from ka_tf.export.image_sources import ImageSource
 
 FORMATS = ("saved_model", "tflite", "onnx")
+# What writing and checking each format needs beyond TensorFlow (the `export` extra).
+RUNTIME_MODULES = {"tflite": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnxruntime")}
 TFLITE_QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 ONNX_OPSET = 17
 REPORT_FILE = "export_report.json"
@@ -200,6 +203,13 @@ def convert_tflite(
     return converter.convert()
 
 
+def check_format_dependencies(formats: Sequence[str]) -> None:
+    """Raises a one-line :class:`~ka_tf.extras.MissingExtraError` if a format lacks its tools."""
+    for fmt in formats:
+        for module in RUNTIME_MODULES.get(fmt, ()):
+            extras.check(module, f"--formats={fmt}")
+
+
 def convert_onnx(saved_model_dir: str, path: str, opset: int = ONNX_OPSET) -> None:
     """Converts the SavedModel's ``serving_float`` signature to ONNX with tf2onnx's CLI.
 
@@ -208,6 +218,7 @@ def convert_onnx(saved_model_dir: str, path: str, opset: int = ONNX_OPSET) -> No
     Raises:
         RuntimeError: if tf2onnx fails (its last output lines are in the message).
     """
+    extras.check("tf2onnx", f"exporting {path}")
     command = [
         sys.executable,
         "-m",
@@ -367,6 +378,7 @@ def export_model(
     quantizations = check_choices(tflite_quantizations, TFLITE_QUANTIZATIONS, "--tflite_quant")
     if "tflite" not in formats:
         quantizations = ()
+    check_format_dependencies(formats)
     tasks = model_tasks(model)
     size = check_image_size(image_size or model_image_size(model, model_path or model.name))
     calibration = None

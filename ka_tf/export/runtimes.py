@@ -198,6 +198,9 @@ class TFLiteRunner(Runner):
     """Runs a ``.tflite`` file with LiteRT (``ai_edge_litert``), one image per invoke."""
 
     def __init__(self, path: str, num_threads: int | None = None) -> None:
+        from ka_tf import extras
+
+        extras.require("ai_edge_litert", f"running the TFLite model {path}")
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = path
@@ -244,8 +247,9 @@ class ONNXRunner(Runner):
     """Runs an ``.onnx`` file with ONNX Runtime on the CPU."""
 
     def __init__(self, path: str) -> None:
-        import onnxruntime
+        from ka_tf import extras
 
+        onnxruntime = extras.require("onnxruntime", f"running the ONNX model {path}")
         self.path = path
         self.runtime = "onnx"
         try:

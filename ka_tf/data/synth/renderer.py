@@ -55,8 +55,9 @@ class Renderer:
     """
 
     def __init__(self, texture_dir: str | None = None) -> None:
-        import pybullet
+        from ka_tf import extras
 
+        pybullet = extras.require("pybullet", "rendering the synthetic benchmark")
         self._p = pybullet
         self._client = pybullet.connect(pybullet.DIRECT)
         self._textures = TextureFiles(texture_dir)

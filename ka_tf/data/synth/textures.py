@@ -401,8 +401,9 @@ class TextureFiles:
             return self._paths[name]
         family, variant = name.split("/")
         if family == PYBULLET_FAMILY:
-            import pybullet_data
+            from ka_tf import extras
 
+            pybullet_data = extras.require("pybullet_data", "the synthetic scenes' textures")
             file = PYBULLET_DATA_IMAGES[int(variant) % len(PYBULLET_DATA_IMAGES)]
             path = os.path.join(pybullet_data.getDataPath(), file)
         else:

@@ -1,0 +1,114 @@
+"""Evaluates a dense-prediction model (.keras) on a labelled dataset split.
+
+Usage:
+    python tools/evaluate.py --model=teacher.keras --dataset=synth_street \\
+        --data_dir=/tmp/synth_street --split=test --output=report.json
+
+Prints a table of the metrics of every task the model outputs and the dataset
+has labels for (semseg/miou, depth/rmse, normals/mean_angle, ...; fractions in
+[0, 1], angles in degrees, depths in metres) and writes the same keys as JSON.
+Conventions: see ``ka_tf.metrics.compute_metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from ka_tf import cli, config
+
+flags.DEFINE_string("model", None, "The .keras model file to evaluate (required).")
+flags.DEFINE_string(
+    "dataset", None, "Dataset name for ka_tf.data.load, e.g. synth_street, nyuv2 (required)."
+)
+flags.DEFINE_string("data_dir", None, "The dataset's root directory (required).")
+flags.DEFINE_string("split", "test", "The split to evaluate on, e.g. test or val.")
+flags.DEFINE_string(
+    "output", None, "Where to write the metrics as JSON (written atomically); omit to only print."
+)
+flags.DEFINE_integer("batch_size", 8, "Images per forward pass.", lower_bound=1)
+flags.DEFINE_integer(
+    "max_examples", None, "Evaluate only the first N examples of the split.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "num_classes",
+    None,
+    "Scene-parsing class count; default: the model's semseg logits' last dimension.",
+    lower_bound=1,
+)
+flags.DEFINE_list(
+    "tasks", None, "Tasks to evaluate (semseg,depth,normals); default: all the model has."
+)
+flags.DEFINE_float(
+    "min_depth",
+    None,
+    "Depth predictions are clamped to at least this many metres. Default: gin's "
+    "evaluate_model.min_depth (1e-3 unless a --gin_file binds it).",
+)
+flags.DEFINE_float(
+    "max_depth",
+    None,
+    "Depth predictions are clamped to at most this many metres and target pixels deeper "
+    "than it are left out (e.g. 10 for NYUv2, 80 for Cityscapes). Default: gin's "
+    "evaluate_model.max_depth, which the dataset gin files bind (gin/data/*.gin); none "
+    "without one.",
+)
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+config.define_gin_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    model_path = cli.require_flag("model")
+    dataset_name = cli.require_flag("dataset")
+    data_dir = cli.require_flag("data_dir")
+
+    import ka_tf.data
+    from ka_tf import evaluation, io_utils
+    from ka_tf.constants import TASKS
+    from ka_tf.errors import ModelFileError
+    from ka_tf.metrics import format_table
+
+    config.parse_gin_config(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
+    model = evaluation.load_model_file(model_path)
+    dataset = ka_tf.data.load(dataset_name, data_dir=data_dir, split=FLAGS.split)
+    if FLAGS.max_examples is not None:
+        dataset = dataset.take(FLAGS.max_examples)
+    dataset = dataset.batch(FLAGS.batch_size)
+    # Only flags given on the command line override gin's evaluate_model bindings.
+    depth_range = {
+        name: getattr(FLAGS, name)
+        for name in ("min_depth", "max_depth")
+        if getattr(FLAGS, name) is not None
+    }
+    try:
+        results = evaluation.evaluate_model(
+            model,
+            dataset,
+            num_classes=FLAGS.num_classes,
+            tasks=FLAGS.tasks,
+            progress=FLAGS.progress,
+            **depth_range,
+        )
+    except ModelFileError as error:  # the checks name the Keras model; say which file it is
+        raise ModelFileError(f"--model={model_path}: {error}") from None
+    name = os.path.basename(model_path)
+    for task in TASKS:  # one table per task keeps each one narrow enough to read
+        columns = [key for key in results if key.startswith(f"{task}/")]
+        if columns:
+            print(format_table({name: results}, metrics=columns), end="\n\n")
+    if FLAGS.output:
+        io_utils.atomic_write_json(FLAGS.output, results)
+        print(f"wrote {FLAGS.output}")
+    return 0
+
+
+def run() -> None:
+    """The `ka-evaluate` console script and `python tools/evaluate.py`."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

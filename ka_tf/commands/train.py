@@ -1,0 +1,56 @@
+r"""Amalgamates frozen teachers into one multi-task student — the main ka_tf job.
+
+Usage:
+    python tools/train.py --gin_file=gin/demo.gin --model_dir=runs/demo
+    python tools/train.py --gin_file=gin/cityscapes.gin --model_dir=runs/cs \
+        --gin_bindings="DATA_DIR = '/data/cityscapes'" --strategy=mirrored
+
+Phases (each resumable from checkpoints in --model_dir): block-wise training with
+the student's features projected through every teacher's decoder, branch-out at
+the chosen blocks, end-to-end fine-tuning. Writes checkpoints/, logs/
+(TensorBoard), config.gin, operative_config.gin, student.keras,
+amalgamation_report.json and .md, and panels/*.png (test predictions).
+Common gin macros: TRAIN_STEPS, BATCH_SIZE, IMAGE_SIZE, DATA_DIR, TEACHERS.
+--deterministic (with --seed) makes runs, and resumed runs, bit-reproducible.
+With --strategy=multi_worker every worker runs this command with its own TF_CONFIG;
+only the chief writes --model_dir, and every worker logs a digest of its final
+student's weights ("student weights sha256: ...") so replicas can be compared.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from ka_tf import cli, config
+from ka_tf.training.launch import (
+    define_training_flags,
+    print_replica_digest,
+    run_directory,
+    set_up_run,
+)
+
+define_training_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    strategy = set_up_run(FLAGS)
+    from ka_tf.amalgamation.run import STUDENT_FILE, amalgamate
+
+    with run_directory(FLAGS.model_dir, strategy) as write_dir:
+        amalgamate(write_dir, strategy)
+        config.write_config(write_dir, operative=True)
+        print_replica_digest(os.path.join(write_dir, STUDENT_FILE), strategy, "student")
+    return 0
+
+
+def run() -> None:
+    """The `ka-train` console script and `python tools/train.py`."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
