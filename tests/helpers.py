@@ -177,3 +177,16 @@ def he_init_convs(model: keras.Model, seed: int = 0) -> keras.Model:
             fan_in = int(np.prod(kernel.shape[:-1]))
             kernel.assign(rng.normal(0, np.sqrt(2.0 / fan_in), kernel.shape).astype("float32"))
     return model
+
+
+def summary_steps(log_dir) -> dict[str, list[int]]:
+    """``{tag: [steps]}`` of every summary in the TensorBoard event files under ``log_dir``."""
+    found: dict[str, list[int]] = {}
+    for root, _, names in os.walk(str(log_dir)):
+        for name in names:
+            if not name.startswith("events.out.tfevents"):
+                continue
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                for value in event.summary.value:
+                    found.setdefault(value.tag, []).append(int(event.step))
+    return {tag: sorted(steps) for tag, steps in found.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,10 @@ from ka_tf.models.arch import BRANCH_CANDIDATES
 
 REPORT_JSON = "amalgamation_report.json"
 REPORT_MD = "amalgamation_report.md"
+BLOCK_LOSSES_PNG = "block_losses.png"
+CHOSEN_COLOUR = (230, 120, 30)
+OTHER_COLOUR = (140, 170, 210)
+FIGURE_TITLE_HEIGHT = 16  # the block-loss figure's title line; task rows follow
 
 
 def block_loss_table(
@@ -31,6 +35,50 @@ def block_loss_table(
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def block_loss_figure(
+    block_losses: Mapping[str, Sequence[float | None]],
+    branch_points: Mapping[str, int],
+    bar_width: int = 64,
+    bar_height: int = 80,
+) -> np.ndarray:
+    """The block-loss table as a picture: per task, a bar per candidate, the choice marked.
+
+    Each task's bars share one scale (its largest loss is ``bar_height`` pixels); the
+    chosen candidate is orange, the others grey, each with its value above and the
+    candidate's name below. A candidate never measured (``None``) has no bar.
+
+    Returns:
+        A uint8 RGB image.
+    """
+    from PIL import Image, ImageDraw
+
+    label_width, gap, row_height = 70, 8, bar_height + 44
+    width = label_width + len(BRANCH_CANDIDATES) * (bar_width + gap) + gap
+    title = FIGURE_TITLE_HEIGHT
+    image = Image.new("RGB", (width, row_height * len(block_losses) + title), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 2), "validation projection loss per candidate (chosen: orange)", fill=(0, 0, 0))
+    for row, (task, losses) in enumerate(block_losses.items()):
+        top = title + row * row_height
+        base = top + 14 + bar_height
+        draw.text((4, top + 14 + bar_height // 2), task, fill=(0, 0, 0))
+        measured = [v for v in losses if v is not None]
+        scale = bar_height / max(max(measured, default=1.0), 1e-12)
+        for index, value in enumerate(losses):
+            left = label_width + gap + index * (bar_width + gap)
+            draw.text((left, base + 3), f"{index}: {BRANCH_CANDIDATES[index]}", fill=(0, 0, 0))
+            if value is None:
+                continue
+            chosen = branch_points.get(task) == index
+            height = max(1, round(value * scale))
+            draw.rectangle(
+                [left, base - height, left + bar_width - 1, base - 1],
+                fill=CHOSEN_COLOUR if chosen else OTHER_COLOUR,
+            )
+            draw.text((left, base - height - 11), f"{value:.4f}", fill=(0, 0, 0))
+    return np.asarray(image)
 
 
 def params_summary(
@@ -87,6 +135,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "of the student that branching there assembles (chosen in bold):",
             "",
             block_loss_table(report["block_losses"], report["branch_points"]),
+            "",
+            f"![block losses]({BLOCK_LOSSES_PNG})",
         ]
         stage_end = report.get("block_losses_at_stage_end")
         if stage_end and stage_end != report["block_losses"]:
@@ -134,9 +184,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 
 def write_report(model_dir: str, report: Mapping[str, Any]) -> tuple[str, str]:
-    """Writes ``amalgamation_report.json`` and ``.md`` atomically; returns both paths."""
+    """Writes ``amalgamation_report.json`` and ``.md`` atomically; returns both paths.
+
+    With block losses in the report, :func:`block_loss_figure` goes to
+    ``block_losses.png`` beside them (the Markdown links it).
+    """
     json_path = os.path.join(model_dir, REPORT_JSON)
     md_path = os.path.join(model_dir, REPORT_MD)
+    if report.get("block_losses"):
+        visualize.save_png(
+            os.path.join(model_dir, BLOCK_LOSSES_PNG),
+            block_loss_figure(report["block_losses"], report["branch_points"]),
+        )
     atomic_write_json(json_path, report)
     atomic_write_text(md_path, render_markdown(report))
     return json_path, md_path

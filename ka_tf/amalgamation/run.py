@@ -23,7 +23,12 @@ from absl import logging
 from ka_tf import config, distribute
 from ka_tf.amalgamation.amalgamator import Amalgamator, build_coders
 from ka_tf.amalgamation.branching import choose_branch_points
-from ka_tf.amalgamation.report import console_summary, prediction_panel, write_report
+from ka_tf.amalgamation.report import (
+    block_loss_figure,
+    console_summary,
+    prediction_panel,
+    write_report,
+)
 from ka_tf.amalgamation.student_builder import (
     assemble_student,
     build_blockwise_student,
@@ -36,6 +41,7 @@ from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
+from ka_tf.training import summaries
 from ka_tf.training.checkpoint import TrainingCheckpoint
 from ka_tf.training.phase import evaluation_input, execution_steps, run_phase
 
@@ -301,6 +307,12 @@ def amalgamate(
                 for task in tasks:
                     state.data["block_losses"].setdefault(task, [None] * len(BRANCH_CANDIDATES))
                     state.data["block_losses"][task][block] = losses[task]
+                summaries.write_scalars(
+                    log_dir,
+                    "validation",
+                    {f"blockwise_at_stage_end/{task}_projection": v for task, v in losses.items()},
+                    step=block,
+                )
             state.data["blocks_done"].append(block)
             state.data["wall_time_s"][f"blockwise_b{block}"] = time.time() - started
             state.save()
@@ -318,6 +330,13 @@ def amalgamate(
             rows = [projection_losses(blockwise_stage(block, 1)) for block in blocks]
         state.data["block_losses_final"] = {task: [row[task] for row in rows] for task in tasks}
         state.save()
+        for block, row in zip(blocks, rows, strict=True):
+            summaries.write_scalars(
+                log_dir,
+                "validation",
+                {f"block_loss_table/{task}_projection": v for task, v in row.items()},
+                step=block,
+            )
     block_losses = state.data.get("block_losses_final") or state.data["block_losses"]
 
     if branch_points is None:
@@ -334,6 +353,14 @@ def amalgamate(
     branch_points = {task: int(branch_points[task]) for task in tasks}
     state.data["branch_points"] = branch_points
     state.save()
+    if block_losses:
+        summaries.write_images(
+            log_dir,
+            "evaluation",
+            "block_losses",
+            [block_loss_figure(block_losses, branch_points)],
+            step=0,
+        )
     logging.info("Branch points: %s", branch_points)
 
     with strategy.scope():
@@ -416,6 +443,7 @@ def amalgamate(
                     model_dir,
                     num_panels,
                     eval_split,
+                    step=int(blockwise_steps) * len(blocks) + int(finetune_steps),
                 )
             )
     write_report(model_dir, report)
@@ -441,9 +469,13 @@ def distribution_record(strategy: tf.distribute.Strategy, dataset: tf.data.Datas
 
 
 def _evaluate(
-    student, teachers, test_data, max_batches, model_dir, num_panels, split
+    student, teachers, test_data, max_batches, model_dir, num_panels, split, step=0
 ) -> dict[str, Any]:
-    """Metrics of the student and each teacher on ``split``, Δm, and PNG panels."""
+    """Metrics of the student and each teacher on ``split``, Δm, and PNG panels.
+
+    The same go to TensorBoard (``logs/evaluation``, at ``step``): a scalar per source
+    and metric (``<split>/<source>/<metric>``), Δm, and the panels as images.
+    """
     from ka_tf.evaluation import evaluate_model, predict_dense
     from ka_tf.metrics import relative_change
 
@@ -465,12 +497,21 @@ def _evaluate(
     comparable = {k: v for k, v in teacher_scores.items() if v != 0 and np.isfinite(v)}
     result["relative_change"] = relative_change(rows["student"], comparable)
     result["relative_change_excluded"] = sorted(set(teacher_scores) - set(comparable))
+    log_dir = os.path.join(model_dir, "logs")
+    scalars = {
+        f"{split}/{source}/{metric}": value
+        for source, scores in rows.items()
+        for metric, value in scores.items()
+    }
+    scalars[f"{split}/delta_m"] = result["relative_change"].get("delta_m")
+    summaries.write_scalars(log_dir, "evaluation", scalars, step)
     batch = next(iter(dataset.take(1)))
     images = batch[IMAGE][:num_panels]
     student_out = predict_dense(student, images)
     teacher_out = {task: predict_dense(teachers[task], images)[task] for task in labelled}
     palette, names = _palette_for(student)
     os.makedirs(os.path.join(model_dir, "panels"), exist_ok=True)
+    panels = []
     for i in range(int(images.shape[0])):
         panel = prediction_panel(
             np.asarray(images[i]),
@@ -485,6 +526,8 @@ def _evaluate(
         from ka_tf.visualize import save_png
 
         save_png(os.path.join(model_dir, "panels", f"{split}_{i:02d}.png"), panel)
+        panels.append(panel)
+    summaries.write_images(log_dir, "evaluation", f"{split}/panels", panels, step)
     return result
 
 

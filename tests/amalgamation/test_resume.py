@@ -11,7 +11,7 @@ import ka_tf.registry_all  # noqa: F401
 from ka_tf import config
 from ka_tf.amalgamation.run import STATE_FILE, amalgamate
 from ka_tf.models import SegNet
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, summary_steps
 
 
 @pytest.mark.slow  # ~2 minutes: every phase is traced twice
@@ -43,6 +43,19 @@ def test_resume_after_block_two(tmp_path, monkeypatch):
         return amalgamate(str(run_dir), tf.distribute.get_strategy())
 
     first = run()
+    # TensorBoard has the validation losses per block, the block-loss picture, and the
+    # evaluation's metrics and panels, beside Keras' training curves.
+    validation = summary_steps(run_dir / "logs" / "validation")
+    for task in ("semseg", "depth"):
+        assert validation[f"block_loss_table/{task}_projection"] == [0, 1, 2, 3, 4]
+        assert validation[f"blockwise_at_stage_end/{task}_projection"] == [0, 1, 2, 3, 4]
+    evaluation = summary_steps(run_dir / "logs" / "evaluation")
+    split = next(iter(first["metrics"]))
+    assert evaluation["block_losses"] == [0]
+    assert evaluation[f"{split}/panels"] == [6]  # 5 block-wise steps + 1 fine-tuning step
+    assert evaluation[f"{split}/student/semseg/miou"] == [6]
+    assert evaluation[f"{split}/teacher/depth/depth/abs_rel"] == [6]
+    assert f"{split}/delta_m" in evaluation
     # As if killed after block 2: later phases' progress and checkpoints never written.
     state = json.loads((run_dir / STATE_FILE).read_text())
     state["blocks_done"] = [0, 1, 2]
