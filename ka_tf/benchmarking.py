@@ -45,15 +45,22 @@ import numpy as np
 
 from ka_tf.errors import ConfigError
 
-# Runtimes of the inference section, in table order.
-RUNTIMES = ("keras", "saved_model", "tflite", "onnx")
-# Modules a runtime needs (checked before trying it).
-RUNTIME_MODULES = {
-    "saved_model": (),
-    "tflite": ("ai_edge_litert",),
-    "onnx": ("tf2onnx", "onnxruntime"),
-    "keras": (),
-}
+
+def runtimes() -> tuple[str, ...]:
+    """Runtimes of the inference section, in table order: Keras, then every registered
+    export format (ka_tf/export/formats.py)."""
+    from ka_tf.export.formats import format_names
+
+    return ("keras", *format_names())
+
+
+def runtime_modules(fmt: str) -> tuple[str, ...]:
+    """Modules runtime ``fmt`` needs (checked before trying it): its format's ``requires``."""
+    from ka_tf.export.formats import get_format
+
+    return () if fmt == "keras" else get_format(fmt).requires
+
+
 DEFAULT_BRANCH_POINTS = {"semseg": 1, "depth": 1}
 
 
@@ -630,12 +637,12 @@ def export_artifacts(
         name -> reason its export failed)``.
     """
     from ka_tf.export import export_model
-    from ka_tf.export.exporter import tflite_filename
+    from ka_tf.export.formats import get_format
 
     wanted = [f for f in formats if f != "keras"]
     unavailable = {}
     for fmt in wanted:
-        reason = module_missing(*RUNTIME_MODULES[fmt])
+        reason = module_missing(*runtime_modules(fmt))
         if reason:
             unavailable[fmt] = reason
     usable = [f for f in wanted if f not in unavailable]
@@ -651,9 +658,8 @@ def export_artifacts(
             failed[name] = short_error("export failed", error)
             continue
         paths[name] = {
-            "saved_model": os.path.join(directory, "saved_model", "1"),
-            "tflite": os.path.join(directory, tflite_filename("none", name)),
-            "onnx": os.path.join(directory, f"{name}.onnx"),
+            fmt: os.path.join(directory, get_format(fmt).artifacts(name, ("none",))[0])
+            for fmt in usable
         }
     return paths, unavailable, failed
 
@@ -706,12 +712,17 @@ def runtime_call(
         ]
         feeds = [{s.get_inputs()[0].name: images.astype(np.float32)} for s in sessions]
         return lambda: [s.run(None, feed) for s, feed in zip(sessions, feeds, strict=True)]
-    raise ConfigError(f"unknown runtime {fmt!r}. Expected one of {RUNTIMES}.")
+    if fmt in runtimes():
+        # Any other registered format: its own runner, one call per model.
+        from ka_tf.export.formats import get_format
+
+        loaded = [get_format(fmt).load(path) for path in paths]
+        return lambda: [runner(images) for runner in loaded]
+    raise ConfigError(f"unknown runtime {fmt!r}. Expected one of {runtimes()}.")
 
 
 __all__ = [
     "DEFAULT_BRANCH_POINTS",
-    "RUNTIMES",
     "LocalCall",
     "RemoteCall",
     "Timer",
@@ -733,6 +744,7 @@ __all__ = [
     "peak_rss_mb",
     "ratio",
     "runtime_call",
+    "runtimes",
     "serve_worker",
     "set_threads",
     "short_error",

@@ -129,7 +129,11 @@ def test_bad_flag_is_a_one_line_error(flag, fragment):
 
 
 def test_unavailable_runtime_is_skipped_with_its_reason(tmp_path, monkeypatch):
-    monkeypatch.setitem(benchmarking.RUNTIME_MODULES, "onnx", ("ka_tf_no_such_runtime",))
+    monkeypatch.setattr(
+        benchmarking,
+        "runtime_modules",
+        lambda fmt: ("ka_tf_no_such_runtime",) if fmt == "onnx" else (),
+    )
     paths, unavailable, failed = benchmarking.export_artifacts(
         {"student": None}, ["keras", "onnx"], (32, 64), str(tmp_path)
     )

@@ -58,9 +58,9 @@ def test_present_extra_imports_the_module():
 
 
 def test_export_checks_its_format_tools_before_any_work(monkeypatch):
-    from ka_tf.export import exporter
+    from ka_tf.export import exporter, formats
 
-    monkeypatch.setitem(exporter.RUNTIME_MODULES, "onnx", ("ka_tf_absent_module",))
+    monkeypatch.setattr(formats.ONNXFormat, "requires", ("ka_tf_absent_module",))
     monkeypatch.setitem(extras.EXTRA_OF_MODULE, "ka_tf_absent_module", "export")
     with pytest.raises(extras.MissingExtraError, match="--formats=onnx needs"):
         exporter.check_format_dependencies(["saved_model", "onnx"])

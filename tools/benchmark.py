@@ -752,13 +752,13 @@ def main(argv: list[str]) -> int:
             f"--min_time_s={FLAGS.min_time_s}, --warmup={FLAGS.warmup}, "
             f"--threads={FLAGS.threads}."
         )
-    from ka_tf.benchmarking import RUNTIMES, parse_branch_points
+    from ka_tf.benchmarking import parse_branch_points, runtimes
 
-    bad = [f for f in FLAGS.formats if f not in RUNTIMES]
+    bad = [f for f in FLAGS.formats if f not in runtimes()]
     if bad or not FLAGS.formats:
         raise ConfigError(
             f"unknown inference format(s) {bad}. Received: --formats={','.join(FLAGS.formats)}. "
-            f"Expected a comma-separated subset of {','.join(RUNTIMES)}."
+            f"Expected a comma-separated subset of {','.join(runtimes())}."
         )
     parse_branch_points(FLAGS.branch_points)
     _parse_image_size()

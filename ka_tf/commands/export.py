@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from absl import flags
 
 from ka_tf import cli
+from ka_tf.export.formats import format_names
 
 if TYPE_CHECKING:
     from ka_tf.export.image_sources import ImageSource
@@ -45,7 +46,9 @@ flags.DEFINE_string(
     "Export directory (required). Refused if it already holds an export, unless --overwrite.",
 )
 flags.DEFINE_list(
-    "formats", ["saved_model", "tflite", "onnx"], "Comma-separated: saved_model, tflite, onnx."
+    "formats",
+    list(format_names()),
+    f"Comma-separated export formats: {', '.join(format_names())} (ka_tf/export/formats.py).",
 )
 flags.DEFINE_list(
     "tflite_quant",
@@ -115,7 +118,7 @@ def main(argv: list[str]) -> int:
     from ka_tf.export import exporter
     from ka_tf.export.image_sources import parse_image_source
 
-    formats = exporter.check_choices(FLAGS.formats, exporter.FORMATS, "--formats")
+    formats = exporter.check_choices(FLAGS.formats, format_names(), "--formats")
     exporter.check_format_dependencies(formats)
     quants = exporter.check_choices(
         FLAGS.tflite_quant, exporter.TFLITE_QUANTIZATIONS, "--tflite_quant"

@@ -5,6 +5,7 @@
   each artifact in its own runtime against the float32 Keras model).
 - :func:`load_runner`: runs a ``.keras``, SavedModel, ``.tflite`` or ``.onnx`` model
   through one interface.
+- :mod:`ka_tf.export.formats`: the export formats, a registry (one class per format).
 
 Example:
     >>> from ka_tf.export import export_model
@@ -20,19 +21,19 @@ from ka_tf.export.dense_export_module import (
     SERVING_FLOAT,
     DenseExportModule,
 )
-from ka_tf.export.exporter import (
-    FORMATS,
-    REPORT_FILE,
+from ka_tf.export.exporter import REPORT_FILE, export_model, float32_model
+from ka_tf.export.formats import (
     TFLITE_QUANTIZATIONS,
-    export_model,
-    float32_model,
+    ExportFormat,
+    format_names,
+    get_format,
+    register_format,
 )
 from ka_tf.export.image_sources import ImageSource, parse_image_source
 from ka_tf.export.runtimes import Runner, load_runner, resize_images, resize_outputs
 
 __all__ = [
     "BAD_IMAGE_MESSAGE",
-    "FORMATS",
     "OUTPUT_NAMES",
     "PREDICT_IMAGE_BYTES",
     "REPORT_FILE",
@@ -40,12 +41,16 @@ __all__ = [
     "SERVING_FLOAT",
     "TFLITE_QUANTIZATIONS",
     "DenseExportModule",
+    "ExportFormat",
     "ImageSource",
     "Runner",
     "export_model",
     "float32_model",
+    "format_names",
+    "get_format",
     "load_runner",
     "parse_image_source",
+    "register_format",
     "resize_images",
     "resize_outputs",
 ]

@@ -45,15 +45,16 @@ from ka_tf import extras
 from ka_tf.constants import IMAGE, SIZE_DIVISOR, TASKS
 from ka_tf.errors import ConfigError, DataError, ModelFileError
 from ka_tf.export.dense_export_module import SERVING_FLOAT, DenseExportModule, model_tasks
+from ka_tf.export.formats import (
+    TFLITE_QUANTIZATIONS,
+    ExportContext,
+    format_names,
+    get_format,
+)
 from ka_tf.export.image_sources import ImageSource
 
-FORMATS = ("saved_model", "tflite", "onnx")
-# What writing and checking each format needs beyond TensorFlow (the `export` extra).
-RUNTIME_MODULES = {"tflite": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnxruntime")}
-TFLITE_QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 ONNX_OPSET = 17
 REPORT_FILE = "export_report.json"
-SAVED_MODEL_VERSION = "1"
 _LOG = logging.getLogger(__name__)
 
 
@@ -92,25 +93,13 @@ def artifact_names(
     formats: Sequence[str], quantizations: Sequence[str], name: str = "student"
 ) -> list[str]:
     """The artifact paths (relative to ``out_dir``) an export with these options writes."""
-    names = []
-    if "saved_model" in formats:
-        names.append(f"saved_model/{SAVED_MODEL_VERSION}")
-    if "tflite" in formats:
-        names.extend(tflite_filename(quant, name) for quant in quantizations)
-    if "onnx" in formats:
-        names.append(f"{name}.onnx")
-    return names
-
-
-def tflite_filename(quantization: str, name: str = "student") -> str:
-    """``student.tflite`` for ``none``, else ``student_<quantization>.tflite``."""
-    return f"{name}.tflite" if quantization == "none" else f"{name}_{quantization}.tflite"
+    return [path for fmt in formats for path in get_format(fmt).artifacts(name, quantizations)]
 
 
 def existing_export(out_dir: str, name: str = "student") -> list[str]:
-    """The export artifacts already in ``out_dir`` (any format), relative paths."""
-    candidates = ["saved_model", REPORT_FILE, f"{name}.onnx"]
-    candidates += [tflite_filename(quant, name) for quant in TFLITE_QUANTIZATIONS]
+    """The export artifacts already in ``out_dir`` (any registered format), relative paths."""
+    candidates = [REPORT_FILE]
+    candidates += [path for fmt in format_names() for path in get_format(fmt).leftovers(name)]
     return [path for path in candidates if os.path.exists(os.path.join(out_dir, path))]
 
 
@@ -206,7 +195,7 @@ def convert_tflite(
 def check_format_dependencies(formats: Sequence[str]) -> None:
     """Raises a one-line :class:`~ka_tf.extras.MissingExtraError` if a format lacks its tools."""
     for fmt in formats:
-        for module in RUNTIME_MODULES.get(fmt, ()):
+        for module in get_format(fmt).requires:
             extras.check(module, f"--formats={fmt}")
 
 
@@ -320,7 +309,7 @@ def _move_into_place(tmp_dir: str, out_dir: str, relative: Sequence[str], trash:
 def export_model(
     model: keras.Model,
     out_dir: str,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] | None = None,
     tflite_quantizations: Sequence[str] = ("none",),
     image_size: Sequence[int] | None = None,
     representative_images: Iterable[np.ndarray] | None = None,
@@ -338,7 +327,8 @@ def export_model(
     Args:
         model: A ka_tf model (dict output keyed by task), any precision policy.
         out_dir: The export directory (created if needed).
-        formats: Subset of :data:`FORMATS`.
+        formats: Registered format names (:func:`~ka_tf.export.formats.format_names`);
+            default: all of them.
         tflite_quantizations: Subset of :data:`TFLITE_QUANTIZATIONS` (TFLite only).
         image_size: ``(H, W)`` of the exported input; default: the model's fixed size.
         representative_images: float32/uint8 ``[H, W, 3]`` calibration images at
@@ -366,15 +356,9 @@ def export_model(
         ModelFileError: the model is not a ka_tf model.
     """
     from ka_tf import io_utils
-    from ka_tf.export.runtimes import (
-        KerasRunner,
-        ONNXRunner,
-        SavedModelRunner,
-        TFLiteRunner,
-        model_image_size,
-    )
+    from ka_tf.export.runtimes import KerasRunner, model_image_size
 
-    formats = check_choices(formats, FORMATS, "--formats")
+    formats = check_choices(formats or format_names(), format_names(), "--formats")
     quantizations = check_choices(tflite_quantizations, TFLITE_QUANTIZATIONS, "--tflite_quant")
     if "tflite" not in formats:
         quantizations = ()
@@ -408,33 +392,21 @@ def export_model(
     relative = artifact_names(formats, quantizations, name)
     tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
     try:
-        module = reference_runner.module
+        context = ExportContext(reference_runner.module, tmp_dir, name, quantizations, calibration)
         artifacts: dict[str, dict[str, Any]] = {}
         runners: dict[str, Any] = {}
-        saved_model_dir = os.path.join(tmp_dir, "saved_model", SAVED_MODEL_VERSION)
-        if "saved_model" in formats or "onnx" in formats:
-            _LOG.info("writing the SavedModel")
-            write_saved_model(module, saved_model_dir)
-        if "saved_model" in formats:
-            runners[f"saved_model/{SAVED_MODEL_VERSION}"] = SavedModelRunner(saved_model_dir)
-        for quant in quantizations:
-            filename = tflite_filename(quant, name)
-            _LOG.info("converting %s", filename)
-            data = convert_tflite(module, quant, calibration)
-            io_utils.atomic_write_bytes(os.path.join(tmp_dir, filename), data)
-            runners[filename] = TFLiteRunner(os.path.join(tmp_dir, filename))
-        if "onnx" in formats:
-            _LOG.info("converting %s.onnx", name)
-            convert_onnx(saved_model_dir, os.path.join(tmp_dir, f"{name}.onnx"))
-            runners[f"{name}.onnx"] = ONNXRunner(os.path.join(tmp_dir, f"{name}.onnx"))
-        for path, runner in runners.items():
-            full = os.path.join(tmp_dir, path)
-            entry: dict[str, Any] = {"format": runner.runtime, "size_bytes": _size(full)}
-            if isinstance(runner, TFLiteRunner):
-                entry["quantization"] = _quant_of(path, name)
-                entry["ops"] = sorted(runner.builtin_ops())
-            entry.update(compare_outputs(runner(parity_images), reference))
-            artifacts[path] = entry
+        for fmt in formats:
+            export_format = get_format(fmt)
+            _LOG.info("writing %s", ", ".join(export_format.artifacts(name, quantizations)))
+            for path in export_format.write(context):
+                runner = export_format.load(context.path(path))
+                runners[path] = runner
+                artifacts[path] = {
+                    "format": runner.runtime,
+                    "size_bytes": _size(context.path(path)),
+                    **export_format.describe(path, runner, name),
+                    **compare_outputs(runner(parity_images), reference),
+                }
 
         metrics = None
         if eval_source is not None:
@@ -444,7 +416,7 @@ def export_model(
                 reference_runner, eval_source, classes, eval_max_examples, max_depth=max_depth
             )
             for path, runner in runners.items():
-                if isinstance(runner, TFLiteRunner) and _quant_of(path, name) != "none":
+                if artifacts[path].get("quantization", "none") != "none":
                     metrics[path] = evaluate_runner(
                         runner, eval_source, classes, eval_max_examples, max_depth=max_depth
                     )
@@ -490,15 +462,8 @@ def _size(path: str) -> int:
     )
 
 
-def _quant_of(filename: str, name: str) -> str:
-    stem = os.path.splitext(filename)[0]
-    return "none" if stem == name else stem[len(name) + 1 :]
-
-
 __all__ = [
-    "FORMATS",
     "REPORT_FILE",
-    "TFLITE_QUANTIZATIONS",
     "artifact_names",
     "check_choices",
     "check_image_size",
@@ -510,6 +475,5 @@ __all__ = [
     "export_model",
     "float32_model",
     "is_mixed",
-    "tflite_filename",
     "write_saved_model",
 ]

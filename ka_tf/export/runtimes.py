@@ -278,33 +278,33 @@ def load_runner(path: str, image_size: Sequence[int] | None = None) -> Runner:
     """Loads ``path`` in the runtime its form needs (see the module docstring).
 
     Args:
-        path: A ``.keras`` file, a SavedModel (or export) directory, a ``.tflite`` or
-            an ``.onnx`` file.
+        path: A ``.keras`` file, or a path a registered export format owns
+            (:mod:`ka_tf.export.formats`): a SavedModel (or export) directory, a
+            ``.tflite`` or an ``.onnx`` file.
         image_size: For ``.keras`` models without a fixed input size: ``(H, W)``.
 
     Raises:
         ModelFileError: if the path is missing, of an unknown kind or unreadable.
     """
-    if os.path.isdir(path):
-        return SavedModelRunner(path)
-    if not os.path.isfile(path):
+    from ka_tf.export.formats import format_for_path
+
+    if not os.path.exists(path):
         raise ModelFileError(
             f"--model={path} does not exist. Expected a .keras file, a SavedModel directory, "
             f"a .tflite or an .onnx file."
         )
     suffix = os.path.splitext(path)[1].lower()
-    if suffix == ".keras":
+    if suffix == ".keras" and os.path.isfile(path):
         from ka_tf.evaluation import load_model_file
 
         return KerasRunner(load_model_file(path), image_size, path)
-    if suffix == ".tflite":
-        return TFLiteRunner(path)
-    if suffix == ".onnx":
-        return ONNXRunner(path)
-    raise ModelFileError(
-        f"--model={path} has an unknown kind ({suffix or 'no suffix'}). Expected a .keras "
-        f"file, a SavedModel directory, a .tflite or an .onnx file."
-    )
+    export_format = format_for_path(path)
+    if export_format is None:
+        raise ModelFileError(
+            f"--model={path} has an unknown kind ({suffix or 'no suffix'}). Expected a .keras "
+            f"file, a SavedModel directory, a .tflite or an .onnx file."
+        )
+    return export_format.load(path)
 
 
 def resize_images(images: np.ndarray, size: Sequence[int]) -> np.ndarray:
