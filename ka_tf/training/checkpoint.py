@@ -1,8 +1,13 @@
 """Atomic, resumable training checkpoints: weights, optimizer state and progress.
 
 A checkpoint is a directory ``ckpt-<epoch:06d>`` holding ``state.npz`` (every
-weight of the saved models, keyed by ``<group>/<variable path>``, and the
-optimizer's variables in order) and ``progress.json``. It is written to a
+weight of the saved models, keyed by ``<group>/<variable path>``, and every optimizer
+variable, keyed by ``optimizer/<its path without the optimizer's name>``: Keras names
+a slot after the variable it serves, e.g. ``adam_2/student_conv1_kernel_momentum``, so
+the state follows the variables, not the order the optimizer happened to create them
+in, nor how many optimizers the process built before) and
+``progress.json``. Checkpoints written before the paths (``optimizer/00000``, ...)
+are restored by position, as they were written. It is written to a
 temporary directory and renamed into place, so a killed run leaves either the
 previous checkpoint or the new complete one; the newest ``keep`` are kept, and the
 next save removes the temporary directory a killed save left behind.
@@ -27,6 +32,9 @@ from ka_tf.io_utils import storage_error
 _NAME = re.compile(r"^ckpt-(\d{6})$")
 
 
+_LEGACY_OPTIMIZER_KEY = re.compile(r"^optimizer/\d{5}$")
+
+
 def _named_weights(groups: Mapping[str, Any]) -> dict[str, Any]:
     named = {}
     for group, obj in groups.items():
@@ -36,6 +44,28 @@ def _named_weights(groups: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"two variables share the checkpoint key {key!r}")
             named[key] = variable
     return named
+
+
+def _named_optimizer_variables(optimizer: Any) -> dict[str, Any]:
+    named = {}
+    for variable in optimizer.variables:
+        # "adam_3/student_conv1_kernel_momentum" → "optimizer/student_conv1_kernel_momentum":
+        # the optimizer's own name counts optimizers built earlier in the process, which
+        # a resumed run need not repeat.
+        key = "optimizer/" + variable.path.split("/", 1)[-1]
+        if key in named:
+            raise ValueError(f"two optimizer variables share the checkpoint key {key!r}")
+        named[key] = variable
+    return named
+
+
+def _assign(path: str, key: str, variable: Any, value: np.ndarray) -> None:
+    if tuple(value.shape) != tuple(variable.shape):
+        raise ModelFileError(
+            f"checkpoint {path}: {key!r} has shape {value.shape}, the model expects "
+            f"{tuple(variable.shape)}."
+        )
+    variable.assign(value)
 
 
 class TrainingCheckpoint:
@@ -85,8 +115,8 @@ class TrainingCheckpoint:
         """
         arrays = {key: np.asarray(v.numpy()) for key, v in _named_weights(self.groups).items()}
         if self.optimizer is not None:
-            for index, variable in enumerate(self.optimizer.variables):
-                arrays[f"optimizer/{index:05d}"] = np.asarray(variable.numpy())
+            for key, variable in _named_optimizer_variables(self.optimizer).items():
+                arrays[key] = np.asarray(variable.numpy())
         final = os.path.join(self.directory, f"ckpt-{epoch:06d}")
         tmp = None
         try:
@@ -141,22 +171,34 @@ class TrainingCheckpoint:
         for key, variable in _named_weights(self.groups).items():
             if key not in arrays:
                 raise ModelFileError(f"checkpoint {path} has no value for {key!r}.")
-            if tuple(arrays[key].shape) != tuple(variable.shape):
-                raise ModelFileError(
-                    f"checkpoint {path}: {key!r} has shape {arrays[key].shape}, "
-                    f"the model expects {tuple(variable.shape)}."
-                )
-            variable.assign(arrays[key])
+            _assign(path, key, variable, arrays[key])
         if self.optimizer is not None:
-            saved = sorted(k for k in arrays if k.startswith("optimizer/"))
+            self._restore_optimizer(path, arrays)
+        return progress
+
+    def _restore_optimizer(self, path: str, arrays: Mapping[str, np.ndarray]) -> None:
+        saved = sorted(k for k in arrays if k.startswith("optimizer/"))
+        if saved and all(_LEGACY_OPTIMIZER_KEY.match(k) for k in saved):
+            # Written before optimizer state was keyed by path: positions, as saved.
             if len(saved) != len(self.optimizer.variables):
                 raise ModelFileError(
                     f"checkpoint {path} holds {len(saved)} optimizer variables, the optimizer "
                     f"has {len(self.optimizer.variables)}: was it written by another configuration?"
                 )
             for key, variable in zip(saved, self.optimizer.variables, strict=True):
-                variable.assign(arrays[key])
-        return progress
+                _assign(path, key, variable, arrays[key])
+            return
+        named = _named_optimizer_variables(self.optimizer)
+        missing = sorted(set(named) - set(saved))
+        unknown = sorted(set(saved) - set(named))
+        if missing or unknown:
+            raise ModelFileError(
+                f"checkpoint {path} does not match the optimizer: missing {missing[:3]}"
+                f"{' ...' if len(missing) > 3 else ''}, unknown {unknown[:3]}"
+                f"{' ...' if len(unknown) > 3 else ''}: was it written by another configuration?"
+            )
+        for key, variable in named.items():
+            _assign(path, key, variable, arrays[key])
 
     def restore_latest(self) -> dict[str, Any] | None:
         """Restores the newest checkpoint if there is one; returns its progress or None."""

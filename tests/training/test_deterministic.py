@@ -42,4 +42,4 @@ def test_two_deterministic_runs_give_identical_students(tmp_path):
         final = run / "checkpoints" / "finetune" / f"ckpt-{TRAIN_STEPS:06d}"
         assert json.loads((final / "progress.json").read_text())["epoch"] == TRAIN_STEPS
         with np.load(final / "state.npz") as state:
-            assert int(state["optimizer/00000"]) == TRAIN_STEPS  # optimizer.iterations
+            assert int(state["optimizer/iteration"]) == TRAIN_STEPS  # optimizer.iterations

@@ -140,7 +140,7 @@ def test_train_runs_out_of_disk_mid_finetuning_then_resumes(tmp_path):
     assert not list(checkpoints.glob(".tmp-ckpt-*"))
     epoch = json.loads((checkpoints / os.path.basename(kept[1]) / "progress.json").read_text())
     with np.load(checkpoints / os.path.basename(kept[1]) / "state.npz") as state:
-        assert int(state["optimizer/00000"]) == epoch["epoch"]  # optimizer.iterations
+        assert int(state["optimizer/iteration"]) == epoch["epoch"]  # optimizer.iterations
     assert not (model_dir / "student.keras").exists()
 
     # Room again: the same command resumes from that checkpoint and finishes.

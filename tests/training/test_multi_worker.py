@@ -149,7 +149,7 @@ def test_a_worker_killed_mid_finetuning_resumes_to_the_uninterrupted_weights(tmp
     student = keras.saving.load_model(str(reference / "student.keras"))
     assert weights_digest(student) == chief
     with np.load(final / "state.npz") as state:
-        assert int(state["optimizer/00000"]) == TRAIN_STEPS
+        assert int(state["optimizer/iteration"]) == TRAIN_STEPS
 
     run_dir = tmp_path / "killed"
     command = train_command(run_dir, teachers, images, *flags)
