@@ -29,7 +29,7 @@ Sections:
   ``ka_tf.export.export_model`` (exported outputs include argmax and softmax).
   ``student_vs_teachers_speedup`` per runtime and batch = teachers' latency /
   student's. Per model: parameters, conv MACs and FLOPs (= 2 x conv MACs, counted
-  analytically from the Keras Conv2D layers; see ``ka_tf.benchmarking``).
+  analytically from the Keras Conv2D layers; see ``benchmarks.harness``).
 - ``training``: images/s of the supervised teacher step (the compiled teacher's
   train function, as ``fit`` runs it, ``--steps_per_execution`` steps a call, the gin
   optimizer, task loss ``ce``/``log_l1``; latency is per step) per teacher, and of
@@ -171,7 +171,7 @@ class Setup:
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
-    from ka_tf.benchmarking import spread
+    from benchmarks.harness import spread
 
     return spread(values)
 
@@ -235,7 +235,7 @@ def build_setup() -> Setup:
 
 
 def _load_models(setup: Setup) -> None:
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
     from ka_tf.amalgamation.student_builder import check_teacher
     from ka_tf.evaluation import load_model_file
 
@@ -278,7 +278,7 @@ def _batches(setup: Setup) -> list[int]:
 
 
 def _speedups(runs: dict[str, Any]) -> dict[str, Any]:
-    from ka_tf.benchmarking import median_of, ratio
+    from benchmarks.harness import median_of, ratio
 
     speedups = {}
     for row, groups in runs.items():
@@ -298,7 +298,7 @@ def _speedups(runs: dict[str, Any]) -> dict[str, Any]:
 
 def bench_inference(setup: Setup) -> dict[str, Any]:
     """Student vs the two teachers in turn, per runtime and batch (see the module docstring)."""
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
 
     teacher_names = {f"teacher_{task}": model for task, model in setup.teachers.items()}
     models = {"student": setup.student, **teacher_names}
@@ -360,7 +360,7 @@ def bench_inference(setup: Setup) -> dict[str, Any]:
 
 
 def _time_runtime(fmt, names, paths, failed, images, threads, setup) -> dict[str, Any]:
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
 
     reasons = [failed[n] for n in names if n in failed]
     if reasons:
@@ -384,7 +384,7 @@ def _supervised_call(teacher, task: str, batch: int, setup: Setup, jit_compile: 
     import numpy as np
     import tensorflow as tf
 
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
     from ka_tf.losses import build_loss
     from ka_tf.optim import build_optimizer
 
@@ -413,7 +413,7 @@ def _supervised_call(teacher, task: str, batch: int, setup: Setup, jit_compile: 
 def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool):
     import tensorflow as tf
 
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
     from ka_tf.amalgamation.amalgamator import Amalgamator
     from ka_tf.amalgamation.run import distillation_losses
     from ka_tf.optim import build_optimizer
@@ -437,7 +437,7 @@ def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool):
 
 
 def _timed_or_error(make: Callable[[], Callable[[], Any]], batch: int, setup: Setup) -> dict:
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
 
     started = time.perf_counter()
     try:
@@ -470,7 +470,7 @@ def _pipeline_call(batch: int):
 
 def bench_training(setup: Setup) -> dict[str, Any]:
     """Teacher and amalgamation steps (plain and XLA) and the input pipeline alone."""
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
 
     batch = setup.batch_size
     result: dict[str, Any] = {"batch_size": batch, "image_size": list(setup.image_size)}
@@ -505,7 +505,7 @@ def bench_machine(setup: Setup) -> dict[str, Any]:
     """The CPU's float32 matmul GFLOP/s and the student forward's share of it."""
     import tensorflow as tf
 
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
 
     n = FLAGS.matmul_size
     if n < 64:
@@ -577,11 +577,11 @@ def bench_synth(setup: Setup | None = None) -> dict[str, Any]:
 def bench_pytorch(setup: Setup) -> dict[str, Any]:
     """The semseg SegNet in Keras and in PyTorch, timed alternately (``tf_vs_pytorch``).
 
-    PyTorch runs in a :class:`~ka_tf.benchmarking.TimingWorker` process (its OpenMP
+    PyTorch runs in a :class:`~benchmarks.harness.TimingWorker` process (its OpenMP
     threads apart from TensorFlow's pools, PyTorch's default OpenMP settings), which
     times its runs on command between the Keras runs timed here.
     """
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
 
     reason = benchmarking.module_missing("torch")
     if reason:
@@ -646,7 +646,7 @@ def _keras_sgd_step(teacher, batch: int, setup: Setup):
     import numpy as np
     import tensorflow as tf
 
-    from ka_tf import benchmarking
+    from benchmarks import harness as benchmarking
     from ka_tf.losses import build_loss
 
     model = benchmarking.clone_model(teacher)
@@ -726,7 +726,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
 
 
 def _run_section(name: str, function: Callable, setup: Any) -> dict[str, Any]:
-    from ka_tf.benchmarking import cpu_times, peak_rss_mb, steal_percent
+    from benchmarks.harness import cpu_times, peak_rss_mb, steal_percent
 
     started, ticks = time.perf_counter(), cpu_times()
     result = function(setup)
@@ -752,7 +752,7 @@ def main(argv: list[str]) -> int:
             f"--min_time_s={FLAGS.min_time_s}, --warmup={FLAGS.warmup}, "
             f"--threads={FLAGS.threads}."
         )
-    from ka_tf.benchmarking import parse_branch_points, runtimes
+    from benchmarks.harness import parse_branch_points, runtimes
 
     bad = [f for f in FLAGS.formats if f not in runtimes()]
     if bad or not FLAGS.formats:
@@ -768,7 +768,7 @@ def main(argv: list[str]) -> int:
     setup = None
     threads: dict[str, Any] = {}
     if needs_models:
-        from ka_tf.benchmarking import set_threads
+        from benchmarks.harness import set_threads
 
         threads = set_threads(FLAGS.threads or os.cpu_count() or 1)
         setup = build_setup()
@@ -800,5 +800,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`python tools/benchmark.py` (a checkout tool: it needs benchmarks/ and torch)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

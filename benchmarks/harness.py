@@ -306,7 +306,7 @@ class TimingWorker:
         python_path = [*paths, environ.get("PYTHONPATH", "")]
         environ["PYTHONPATH"] = os.pathsep.join(p for p in python_path if p)
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from ka_tf.benchmarking import serve_worker; serve_worker()"],
+            [sys.executable, "-c", "from benchmarks.harness import serve_worker; serve_worker()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -15,7 +15,7 @@ normalises 0..255 input itself, one cheap elementwise op more). Like
 ``torch_segnet.py``, this module imports nothing from ka_tf.
 
 The benchmark runs these functions in a separate worker process
-(``ka_tf.benchmarking.TimingWorker``), apart from TensorFlow's thread pools, with
+(``benchmarks.harness.TimingWorker``), apart from TensorFlow's thread pools, with
 PyTorch's default OpenMP settings: its libgomp threads spin-wait between parallel
 regions, which is fast on a quiet machine (``OMP_WAIT_POLICY=PASSIVE`` made the
 training step 1.75x slower) but swings by up to 10x when more threads than cores

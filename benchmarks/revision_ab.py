@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/revision_ab.py --old=a861e58 [--new=.] [--repeats=9] [--output=ab.json]
 
-Each side runs in its own :class:`~ka_tf.benchmarking.TimingWorker` process that
+Each side runs in its own :class:`~benchmarks.harness.TimingWorker` process that
 imports ka_tf from that revision (``--old`` is checked out into a temporary git
 worktree; ``--new`` is a revision or a directory, ``.`` the working tree), and the
 timed runs alternate old, new, PyTorch, old, ... so machine load hits all three
@@ -115,15 +115,17 @@ def _checkout(revision: str):
 
 def main(argv: list[str]) -> int:
     del argv
-    from ka_tf.benchmarking import TimingWorker, median_of, ratio, time_interleaved
+    if REPO_ROOT not in sys.path:  # run as `python benchmarks/revision_ab.py`
+        sys.path.insert(0, REPO_ROOT)
+    from benchmarks.harness import TimingWorker, median_of, ratio, time_interleaved
 
     here = os.path.dirname(os.path.abspath(__file__))
     results: dict = {}
     with (
         _checkout(FLAGS.old) as old_dir,
         _checkout(FLAGS.new) as new_dir,
-        TimingWorker({"KA_TF_AB_REPO": old_dir}, [here]) as old,
-        TimingWorker({"KA_TF_AB_REPO": new_dir}, [here]) as new,
+        TimingWorker({"KA_TF_AB_REPO": old_dir}, [here, REPO_ROOT]) as old,
+        TimingWorker({"KA_TF_AB_REPO": new_dir}, [here, REPO_ROOT]) as new,
         TimingWorker({}, [REPO_ROOT]) as torch_worker,
     ):
         results["ka_tf"] = {

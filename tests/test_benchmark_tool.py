@@ -1,4 +1,4 @@
-"""tools/benchmark.py and ka_tf.benchmarking: sections write sane JSON; bad input is one line."""
+"""tools/benchmark.py and benchmarks.harness: sections write sane JSON; bad input is one line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ka_tf import benchmarking
+from benchmarks import harness as benchmarking
 from tests.helpers import assert_one_line_error, run_tool
 
 # Tiny settings shared by the tool runs: 32x64 images, batch 2, one short repeat.

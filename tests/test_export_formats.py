@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from ka_tf import benchmarking
+from benchmarks import harness as benchmarking
 from ka_tf.errors import ConfigError
 from ka_tf.export import exporter, formats
 from ka_tf.export.runtimes import KerasRunner, load_runner
