@@ -4,10 +4,17 @@
 (see ``gin/demo.gin``). Each phase checkpoints after every epoch and records its
 completion in ``amalgamation_state.json``, so a killed run started again with the
 same ``--model_dir`` goes on where it stopped.
+
+The phases are functions over one :class:`AmalgamationState` (what is done, measured
+and chosen) and one ``_Run`` (what they share: teachers, data, losses, the block-wise
+student and its gates), called in order by :func:`amalgamate`: ``_set_up``,
+``_blockwise_phase``, ``_block_loss_table``, ``_choose_branches``, ``_finetune_phase``,
+then ``_report`` and ``_evaluate``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -119,18 +126,43 @@ def load_teachers(
     return teachers, by_task
 
 
-class _State:
-    """Progress across phases, in ``amalgamation_state.json`` (written atomically)."""
+@dataclasses.dataclass
+class AmalgamationState:
+    """Progress across phases, kept in ``amalgamation_state.json`` (written atomically).
 
-    def __init__(self, model_dir: str):
-        self.path = os.path.join(model_dir, STATE_FILE)
-        self.data: dict[str, Any] = {"blocks_done": [], "block_losses": {}, "wall_time_s": {}}
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as handle:
-                self.data = json.load(handle)
+    Attributes:
+        path: The JSON file.
+        blocks_done: Candidate blocks whose block-wise stage finished.
+        block_losses: Task → validation projection loss per candidate, each measured
+            at the end of its own stage (None where not measured).
+        block_losses_final: The like-for-like table the branch choice reads (every
+            block re-measured with the final encoder and trunk), once measured.
+        branch_points: Task → chosen candidate, once chosen.
+        wall_time_s: Phase → seconds.
+    """
+
+    path: str
+    blocks_done: list[int] = dataclasses.field(default_factory=list)
+    block_losses: dict[str, list[float | None]] = dataclasses.field(default_factory=dict)
+    block_losses_final: dict[str, list[float]] | None = None
+    branch_points: dict[str, int] | None = None
+    wall_time_s: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model_dir: str) -> AmalgamationState:
+        """The state of the run in ``model_dir`` (empty for a new run)."""
+        path = os.path.join(model_dir, STATE_FILE)
+        if not os.path.exists(path):
+            return cls(path)
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"path"}
+        return cls(path, **{key: value for key, value in data.items() if key in fields})
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.data)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del data["path"]
+        atomic_write_json(self.path, {k: v for k, v in data.items() if v is not None})
 
 
 class _CoderGroup:
@@ -145,6 +177,77 @@ class _CoderGroup:
     @property
     def weights(self) -> list:
         return [w for task_coders in self.coders.values() for c in task_coders for w in c.weights]
+
+
+@dataclasses.dataclass
+class _Run:
+    """What every phase of one amalgamation shares: settings, models, data, losses."""
+
+    model_dir: str
+    strategy: tf.distribute.Strategy
+    teachers: dict[str, keras.Model]
+    teacher_paths: dict[str, str]
+    train_data: Any  # factory of the training pipeline (a fresh one per phase)
+    train_dataset: tf.data.Dataset  # the first one built, for its options
+    val_data: Any
+    val_batches: int
+    steps_per_epoch: int
+    steps_per_execution: int
+    feature_weight: float
+    flip_average_targets: bool
+    blockwise_losses: dict[str, keras.losses.Loss]
+    finetune_losses: dict[str, keras.losses.Loss]
+    blockwise: Any  # the block-wise student
+    coders: dict[str, list]
+    sample: Any  # two training images, to build each compiled amalgamator
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.teachers)
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.model_dir, "logs")
+
+    def compiled(self, amalgamator: Amalgamator, steps: int, scope: str) -> Amalgamator:
+        """``amalgamator`` compiled with the ``scope`` optimizer for ``steps`` steps."""
+        with gin.config_scope(scope):
+            optimizer = build_optimizer(total_steps=steps)
+        amalgamator.compile(
+            optimizer=optimizer,
+            steps_per_execution=execution_steps(
+                self.steps_per_execution, min(self.steps_per_epoch, max(steps, 1))
+            ),
+        )
+        amalgamator.prepare(self.sample)
+        return amalgamator
+
+    def blockwise_stage(self, block: int, steps: int) -> Amalgamator:
+        """The compiled block-wise amalgamator projecting at candidate ``block``."""
+        with self.strategy.scope():
+            return self.compiled(
+                Amalgamator(
+                    self.blockwise,
+                    self.teachers,
+                    self.blockwise_losses,
+                    mode="blockwise",
+                    block=block,
+                    coders=self.coders,
+                    feature_weight=self.feature_weight,
+                    flip_average_targets=self.flip_average_targets,
+                ),
+                steps,
+                "blockwise",
+            )
+
+    def projection_losses(self, amalgamator: Amalgamator) -> dict[str, float]:
+        """Task → validation projection loss of ``amalgamator`` over ``val_batches``."""
+        scores = amalgamator.evaluate(
+            evaluation_input(amalgamator, self.val_data, self.val_batches),
+            return_dict=True,
+            verbose=0,
+        )
+        return {task: float(scores[f"{task}_projection"]) for task in self.tasks}
 
 
 @gin.configurable(denylist=["model_dir", "strategy"])
@@ -214,26 +317,84 @@ def amalgamate(
             f"amalgamate.blockwise_steps and finetune_steps must be >= 0. Received: "
             f"blockwise_steps={blockwise_steps}, finetune_steps={finetune_steps}."
         )
-    state = _State(model_dir)
-    log_dir = os.path.join(model_dir, "logs")
+    state = AmalgamationState.load(model_dir)
+    run = _set_up(
+        model_dir,
+        strategy,
+        teachers,
+        train_data,
+        val_data,
+        val_batches=val_batches,
+        steps_per_epoch=steps_per_epoch,
+        steps_per_execution=steps_per_execution,
+        init_from=init_from,
+        student_width_multiplier=student_width_multiplier,
+        feature_weight=feature_weight,
+        flip_average_targets=flip_average_targets,
+        gate_scale=gate_scale,
+        synchronized_bn=synchronized_bn,
+    )
+    blocks = list(range(len(BRANCH_CANDIDATES))) if blockwise_steps > 0 else []
+    _blockwise_phase(run, state, blocks, blockwise_steps)
+    block_losses = _block_loss_table(run, state, blocks)
+    branch_points = _choose_branches(run, state, block_losses, branch_points)
+    student = _finetune_phase(run, state, branch_points, finetune_steps)
+    atomic_save_keras(student, os.path.join(model_dir, STUDENT_FILE))
+    report = _report(
+        run,
+        state,
+        student,
+        block_losses,
+        branch_points,
+        len(blocks) * int(blockwise_steps),
+        int(finetune_steps),
+    )
+    if test_data is not None:
+        with distribute.running(f"{eval_split} evaluation"):
+            report.update(
+                _evaluate(
+                    student,
+                    run.teachers,
+                    test_data,
+                    eval_max_batches,
+                    model_dir,
+                    num_panels,
+                    eval_split,
+                    step=len(blocks) * int(blockwise_steps) + int(finetune_steps),
+                )
+            )
+    write_report(model_dir, report)
+    print("\n" + console_summary(report), flush=True)
+    return report
+
+
+def _set_up(
+    model_dir: str,
+    strategy: tf.distribute.Strategy,
+    teachers: Mapping[str, str] | Sequence[str],
+    train_data,
+    val_data,
+    *,
+    val_batches: int,
+    steps_per_epoch: int,
+    steps_per_execution: int,
+    init_from: str,
+    student_width_multiplier: float | None,
+    feature_weight: float,
+    flip_average_targets: bool,
+    gate_scale: float,
+    synchronized_bn: bool,
+) -> _Run:
+    """Loads the teachers, builds the block-wise student and its gates, and the losses.
+
+    Writes ``config.gin`` only once all of that is valid, so a run refused here leaves
+    a previous run's config in place.
+    """
     with strategy.scope():
         teacher_models, teacher_paths = load_teachers(teachers)
     tasks = tuple(teacher_models)
-    train_ds = train_data()
-    sample = next(iter(train_ds.take(1)))[IMAGE][:2]
-
-    def compiled(amalgamator: Amalgamator, steps: int, scope: str) -> Amalgamator:
-        with gin.config_scope(scope):
-            optimizer = build_optimizer(total_steps=steps)
-        amalgamator.compile(
-            optimizer=optimizer,
-            steps_per_execution=execution_steps(
-                steps_per_execution, min(steps_per_epoch, max(steps, 1))
-            ),
-        )
-        amalgamator.prepare(sample)
-        return amalgamator
-
+    train_dataset = train_data()
+    sample = next(iter(train_dataset.take(1)))[IMAGE][:2]
     with strategy.scope():
         with gin.config_scope("blockwise"):
             blockwise_losses = distillation_losses(tasks)
@@ -248,45 +409,45 @@ def amalgamate(
             gate_scale,
             teacher_channels={t: teacher_models[t].candidate_channels(t) for t in tasks},
         )
-    groups = {"student": blockwise, "coders": _CoderGroup(coders)}
-    # The teachers, the data and the losses are loaded and valid: only now may this run
-    # replace a previous run's config.gin.
     config.write_config(model_dir)
-    blocks = range(len(BRANCH_CANDIDATES)) if blockwise_steps > 0 else []
+    return _Run(
+        model_dir=model_dir,
+        strategy=strategy,
+        teachers=teacher_models,
+        teacher_paths=teacher_paths,
+        train_data=train_data,
+        train_dataset=train_dataset,
+        val_data=val_data,
+        val_batches=val_batches,
+        steps_per_epoch=steps_per_epoch,
+        steps_per_execution=steps_per_execution,
+        feature_weight=feature_weight,
+        flip_average_targets=flip_average_targets,
+        blockwise_losses=blockwise_losses,
+        finetune_losses=finetune_losses,
+        blockwise=blockwise,
+        coders=coders,
+        sample=sample,
+    )
+
+
+def _blockwise_phase(
+    run: _Run, state: AmalgamationState, blocks: Sequence[int], steps: int
+) -> None:
+    """Block-wise training at each candidate in turn, each stage resumable.
+
+    Stage b starts from stage b-1's weights; its validation projection loss at the
+    stage's end goes to ``state.block_losses`` and TensorBoard.
+    """
+    groups = {"student": run.blockwise, "coders": _CoderGroup(run.coders)}
     previous_checkpoint = None
-
-    def blockwise_stage(block: int, steps: int) -> Amalgamator:
-        """The compiled block-wise amalgamator projecting at candidate ``block``."""
-        with strategy.scope():
-            return compiled(
-                Amalgamator(
-                    blockwise,
-                    teacher_models,
-                    blockwise_losses,
-                    mode="blockwise",
-                    block=block,
-                    coders=coders,
-                    feature_weight=feature_weight,
-                    flip_average_targets=flip_average_targets,
-                ),
-                steps,
-                "blockwise",
-            )
-
-    def projection_losses(amalgamator: Amalgamator) -> dict[str, float]:
-        """Task → validation projection loss of ``amalgamator`` over ``val_batches``."""
-        scores = amalgamator.evaluate(
-            evaluation_input(amalgamator, val_data, val_batches), return_dict=True, verbose=0
-        )
-        return {task: float(scores[f"{task}_projection"]) for task in tasks}
-
     for block in blocks:
-        directory = os.path.join(model_dir, "checkpoints", f"blockwise_b{block}")
-        amalgamator = blockwise_stage(block, blockwise_steps)
+        directory = os.path.join(run.model_dir, "checkpoints", f"blockwise_b{block}")
+        amalgamator = run.blockwise_stage(block, steps)
         checkpoint = TrainingCheckpoint(directory, groups, amalgamator.optimizer)
         if checkpoint.latest() is None and previous_checkpoint is not None:
             TrainingCheckpoint(directory, groups).restore(previous_checkpoint)
-        if block not in state.data["blocks_done"]:
+        if block not in state.blocks_done:
             print(
                 f"\n== Block-wise training at block {block} ({BRANCH_CANDIDATES[block]}) ==",
                 flush=True,
@@ -294,161 +455,169 @@ def amalgamate(
             started = time.time()
             run_phase(
                 amalgamator,
-                train_data,  # a fresh pipeline per phase: same data when resumed
+                run.train_data,  # a fresh pipeline per phase: same data when resumed
                 name=f"blockwise_b{block}",
-                total_steps=blockwise_steps,
-                steps_per_epoch=min(steps_per_epoch, blockwise_steps),
+                total_steps=steps,
+                steps_per_epoch=min(run.steps_per_epoch, steps),
                 checkpoint=checkpoint,
-                log_dir=log_dir,
+                log_dir=run.log_dir,
             )
-            if val_data is not None:
+            if run.val_data is not None:
                 with distribute.running(f"blockwise_b{block} validation"):
-                    losses = projection_losses(amalgamator)
-                for task in tasks:
-                    state.data["block_losses"].setdefault(task, [None] * len(BRANCH_CANDIDATES))
-                    state.data["block_losses"][task][block] = losses[task]
+                    losses = run.projection_losses(amalgamator)
+                for task in run.tasks:
+                    state.block_losses.setdefault(task, [None] * len(BRANCH_CANDIDATES))
+                    state.block_losses[task][block] = losses[task]
                 summaries.write_scalars(
-                    log_dir,
+                    run.log_dir,
                     "validation",
                     {f"blockwise_at_stage_end/{task}_projection": v for task, v in losses.items()},
                     step=block,
                 )
-            state.data["blocks_done"].append(block)
-            state.data["wall_time_s"][f"blockwise_b{block}"] = time.time() - started
+            state.blocks_done.append(block)
+            state.wall_time_s[f"blockwise_b{block}"] = time.time() - started
             state.save()
         else:
             checkpoint.restore_latest()
         previous_checkpoint = checkpoint.latest()
 
-    # Like for like: stage b's loss above was measured after b + 1 stages of encoder
-    # training, and later stages move the trunk under gate b. So every block is measured
-    # again here, all with the final encoder and trunk and each block's own gate: the
-    # exact start of the student that branching there assembles. The choice uses this
-    # table; the stage-end one stays in the report.
-    if blocks and val_data is not None and "block_losses_final" not in state.data:
+
+def _block_loss_table(
+    run: _Run, state: AmalgamationState, blocks: Sequence[int]
+) -> dict[str, list[float | None]]:
+    """The table the branch choice reads.
+
+    Like for like: stage b's loss was measured after b + 1 stages of encoder training,
+    and later stages move the trunk under gate b. So every block is measured again,
+    all with the final encoder and trunk and each block's own gate: the exact start of
+    the student that branching there assembles. The stage-end table stays in the report.
+    """
+    if blocks and run.val_data is not None and state.block_losses_final is None:
         with distribute.running("block-loss table"):
-            rows = [projection_losses(blockwise_stage(block, 1)) for block in blocks]
-        state.data["block_losses_final"] = {task: [row[task] for row in rows] for task in tasks}
+            rows = [run.projection_losses(run.blockwise_stage(block, 1)) for block in blocks]
+        state.block_losses_final = {task: [row[task] for row in rows] for task in run.tasks}
         state.save()
         for block, row in zip(blocks, rows, strict=True):
             summaries.write_scalars(
-                log_dir,
+                run.log_dir,
                 "validation",
                 {f"block_loss_table/{task}_projection": v for task, v in row.items()},
                 step=block,
             )
-    block_losses = state.data.get("block_losses_final") or state.data["block_losses"]
+    return state.block_losses_final or state.block_losses
 
+
+def _choose_branches(
+    run: _Run,
+    state: AmalgamationState,
+    block_losses: Mapping[str, Sequence[float | None]],
+    branch_points: Mapping[str, int] | None,
+) -> dict[str, int]:
+    """The fixed ``branch_points``, or the choice of :func:`choose_branch_points` under
+    its size budget; recorded in the state and drawn to TensorBoard."""
     if branch_points is None:
         if not block_losses:
             raise ConfigError(
                 "no branch points: bind amalgamate.branch_points, or run the block-wise phase "
                 "(blockwise_steps > 0) with val_data to measure where to branch."
             )
-        count = student_param_counter(blockwise)
-        teachers_total = sum(teacher_models[task].count_params() for task in dict.fromkeys(tasks))
+        count = student_param_counter(run.blockwise)
+        teachers_total = sum(run.teachers[task].count_params() for task in dict.fromkeys(run.tasks))
         branch_points = choose_branch_points(
             block_losses, params_ratio=lambda points: count(points) / teachers_total
         )
-    branch_points = {task: int(branch_points[task]) for task in tasks}
-    state.data["branch_points"] = branch_points
+    chosen = {task: int(branch_points[task]) for task in run.tasks}
+    state.branch_points = chosen
     state.save()
+    logging.info("Branch points: %s", chosen)
     if block_losses:
         summaries.write_images(
-            log_dir,
-            "evaluation",
-            "block_losses",
-            [block_loss_figure(block_losses, branch_points)],
-            step=0,
+            run.log_dir, "evaluation", "block_losses", [block_loss_figure(block_losses, chosen)], 0
         )
-    logging.info("Branch points: %s", branch_points)
+    return chosen
 
-    with strategy.scope():
-        student = assemble_student(blockwise, coders, teacher_models, branch_points)
-        finetuner = compiled(
+
+def _finetune_phase(
+    run: _Run, state: AmalgamationState, branch_points: Mapping[str, int], steps: int
+) -> keras.Model:
+    """Assembles the student at ``branch_points`` and fine-tunes it end to end."""
+    with run.strategy.scope():
+        student = assemble_student(run.blockwise, run.coders, run.teachers, branch_points)
+        finetuner = run.compiled(
             Amalgamator(
                 student,
-                teacher_models,
-                finetune_losses,
-                flip_average_targets=flip_average_targets,
+                run.teachers,
+                run.finetune_losses,
+                flip_average_targets=run.flip_average_targets,
             ),
-            finetune_steps,
+            steps,
             "finetune",
         )
-    if finetune_steps > 0:
-        print(f"\n== Fine-tuning the student (branch points {branch_points}) ==", flush=True)
+    if steps > 0:
+        print(f"\n== Fine-tuning the student (branch points {dict(branch_points)}) ==", flush=True)
         started = time.time()
         checkpoint = TrainingCheckpoint(
-            os.path.join(model_dir, "checkpoints", "finetune"),
+            os.path.join(run.model_dir, "checkpoints", "finetune"),
             {"student": student},
             finetuner.optimizer,
         )
         run_phase(
             finetuner,
-            train_data,
+            run.train_data,
             name="finetune",
-            total_steps=finetune_steps,
-            steps_per_epoch=min(steps_per_epoch, finetune_steps),
+            total_steps=steps,
+            steps_per_epoch=min(run.steps_per_epoch, steps),
             checkpoint=checkpoint,
-            log_dir=log_dir,
+            log_dir=run.log_dir,
         )
-        state.data["wall_time_s"].setdefault("finetune", time.time() - started)
+        state.wall_time_s.setdefault("finetune", time.time() - started)
         state.save()
-    atomic_save_keras(student, os.path.join(model_dir, STUDENT_FILE))
+    return student
 
-    report: dict[str, Any] = {
+
+def _report(
+    run: _Run,
+    state: AmalgamationState,
+    student: keras.Model,
+    block_losses: Mapping[str, Sequence[float | None]],
+    branch_points: Mapping[str, int],
+    blockwise_steps_total: int,
+    finetune_steps: int,
+) -> dict[str, Any]:
+    """The report without metrics (see :func:`_evaluate`)."""
+    tasks = run.tasks
+    return {
         "tasks": list(tasks),
-        "teachers": teacher_paths,
-        "branch_points": branch_points,
+        "teachers": run.teacher_paths,
+        "branch_points": dict(branch_points),
         # The table the branch choice read (every block with the final trunk), and each
         # stage's loss at the end of its own stage.
         "block_losses": block_losses,
-        "block_losses_at_stage_end": state.data["block_losses"],
+        "block_losses_at_stage_end": state.block_losses,
         # Optimizer steps per phase (block-wise: at each candidate block), so a control
         # run can be given the same number of steps.
-        "steps": {
-            "blockwise": int(blockwise_steps) * len(blocks),
-            "finetune": int(finetune_steps),
-        },
+        "steps": {"blockwise": blockwise_steps_total, "finetune": finetune_steps},
         "student": {
             "width_multiplier": float(student.width_multiplier),
             "teachers_width_multiplier": {
-                task: float(teacher_models[task].width_multiplier) for task in tasks
+                task: float(run.teachers[task].width_multiplier) for task in tasks
             },
             # Branches copied whole from the teachers, or channel-sliced (a student of
             # its own width; its block-wise gates reached the teachers through adaptors).
             "branches": "copied"
             if all(
-                student.candidate_channels() == teacher_models[t].candidate_channels(t)
-                for t in tasks
+                student.candidate_channels() == run.teachers[t].candidate_channels(t) for t in tasks
             )
             else "channel-sliced",
         },
         "params": {
             "student": int(student.count_params()),
-            "teachers": {task: int(teacher_models[task].count_params()) for task in tasks},
+            "teachers": {task: int(run.teachers[task].count_params()) for task in tasks},
         },
-        "wall_time_s": state.data["wall_time_s"],
-        "distribution": distribution_record(strategy, train_ds),
+        "wall_time_s": state.wall_time_s,
+        "distribution": distribution_record(run.strategy, run.train_dataset),
         "metrics": {},
     }
-    if test_data is not None:
-        with distribute.running(f"{eval_split} evaluation"):
-            report.update(
-                _evaluate(
-                    student,
-                    teacher_models,
-                    test_data,
-                    eval_max_batches,
-                    model_dir,
-                    num_panels,
-                    eval_split,
-                    step=int(blockwise_steps) * len(blocks) + int(finetune_steps),
-                )
-            )
-    write_report(model_dir, report)
-    print("\n" + console_summary(report), flush=True)
-    return report
 
 
 def distribution_record(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> dict:
