@@ -66,8 +66,8 @@ flags.DEFINE_boolean(
     "train_teachers",
     False,
     "Train the street teachers from nothing (gin/demo.gin's CPU-minute teachers) instead "
-    "of taking the zoo's. The indoor recipes always train theirs (the zoo has no indoor "
-    "teachers yet).",
+    "of taking the zoo's. The indoor demo recipes always train CPU-minute teachers of "
+    "their own (the zoo's indoor teachers serve tools/study.py --recipe=indoor_3task).",
 )
 FLAGS = flags.FLAGS
 STREET_TEACHERS = {
