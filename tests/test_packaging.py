@@ -65,6 +65,7 @@ def installed_wheel(tmp_path_factory):
             "pip",
             "install",
             "-q",
+            "--no-compile",  # no .pyc for TensorFlow's thousands of modules (install: 31 s here)
             "-c",
             constraints,
             f"{wheel}[synth]",
