@@ -50,11 +50,9 @@ def import_tensorflow_quietly(argv: Sequence[str] | None = None) -> None:
     Later C++ messages follow ``TF_CPP_MIN_LOG_LEVEL`` (default 3 here: none; a
     failure still reaches the user as a Python exception).
     """
-    argv = sys.argv if argv is None else argv
-    if _tensorflow_logs_requested(argv):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules or _tensorflow_logs_requested(argv):
+    verbose = _tensorflow_logs_requested(sys.argv if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    if "tensorflow" in sys.modules or verbose:
         import tensorflow
 
         return

@@ -55,8 +55,7 @@ def require(module: str, purpose: str) -> ModuleType:
     Raises:
         MissingExtraError: if the module cannot be found.
     """
-    if importlib.util.find_spec(module) is None:
-        raise _error(module, purpose)
+    check(module, purpose)
     return importlib.import_module(module)
 
 

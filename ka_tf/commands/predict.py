@@ -153,8 +153,9 @@ def main(argv: list[str]) -> int:
             size = tuple(int(v) for v in FLAGS.image_size)
         except ValueError:
             raise ConfigError(f"--image_size={','.join(FLAGS.image_size)} must be H,W.") from None
-    runner_for = _runner_for_images(model_path, size, resize.read_image(images[0]).shape[:2])
-    runner = runner_for(resize.read_image(images[0]).shape[:2])
+    first_size = resize.read_image(images[0]).shape[:2]
+    runner_for = _runner_for_images(model_path, size, first_size)
+    runner = runner_for(first_size)
     names, palette = [], []
     if runner.num_classes is not None:
         names, palette = class_names_and_palette(FLAGS.class_names, runner.num_classes)
