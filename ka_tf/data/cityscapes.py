@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from ka_tf.constants import DEPTH, IMAGE, SEMSEG
 from ka_tf.data import label_maps, resize
+from ka_tf.data.frame_dataset import Frame, FrameDataset, decode_grey, decode_rgb
 from ka_tf.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test", "train_extra")
@@ -71,6 +72,16 @@ def disparity_to_depth(raw: np.ndarray, baseline: float, fx: float) -> np.ndarra
     return depth.astype(np.float32)
 
 
+def disparity_to_depth_tf(raw: tf.Tensor, baseline: tf.Tensor, fx: tf.Tensor) -> tf.Tensor:
+    """:func:`disparity_to_depth` as TensorFlow ops (float64 inside, the same values)."""
+    raw = tf.cast(raw, tf.float64)
+    disparity = tf.where(raw > 0, (raw - 1.0) / 256.0, 0.0)
+    valid = disparity > 0
+    focal = tf.cast(baseline, tf.float64) * tf.cast(fx, tf.float64)
+    depth = tf.where(valid, focal / tf.where(valid, disparity, 1.0), 0.0)
+    return tf.cast(depth, tf.float32)
+
+
 def read_camera(path: str) -> tuple[float, float]:
     """Reads ``(extrinsic.baseline, intrinsic.fx)`` from a Cityscapes camera json.
 
@@ -96,40 +107,107 @@ def read_camera(path: str) -> tuple[float, float]:
     return baseline, fx
 
 
-def _check_frame(
-    image_path: str, paths: dict[str, str], with_semseg: bool, with_depth: bool
-) -> tuple[int, int]:
-    from PIL import Image
+class CityscapesFrames(FrameDataset):
+    """Cityscapes frames: image, labelIds and disparity PNGs plus the camera json."""
 
-    hw = resize.image_size(image_path, "Cityscapes image")
-    checks = []
-    if with_semseg:
-        checks.append(("label", "gtFine labelIds", ("L", "P")))
-    if with_depth:
-        checks.append(("disparity", "disparity", ("I", "I;16", "I;16B")))
-    if with_depth and not os.path.isfile(paths["camera"]):
-        raise DataError(
-            f"missing camera file {paths['camera']} for image {image_path}; expected "
-            f"camera/<split>/<city>/<city>_<seq>_<frame>_camera.json from camera_trainvaltest.zip."
-        )
-    for key, what, modes in checks:
-        path = paths[key]
-        if not os.path.isfile(path):
-            raise DataError(f"missing {what} file {path} for image {image_path}.")
-        found = resize.image_size(path, what)
-        if found != hw:
+    what = "Cityscapes"
+
+    def __init__(
+        self, data_dir: str, split: str, image_paths: list[str], with_semseg: bool, with_depth: bool
+    ) -> None:
+        self.data_dir = data_dir
+        self.split = split
+        self.image_paths = image_paths
+        self.with_semseg = with_semseg
+        self.with_depth = with_depth
+        self.id_to_train = label_maps.cityscapes_id_to_train_id()
+
+    def list_frames(self) -> list[Frame]:
+        frames = []
+        for image_path in self.image_paths:
+            paths = frame_paths(self.data_dir, self.split, image_path)
+            frames.append({"image": image_path, "label": paths["label"],
+                           "disparity": paths["disparity"], "camera": paths["camera"],
+                           "baseline": 0.0, "fx": 0.0})  # fmt: skip
+        return frames
+
+    def check_frame(self, frame: Frame) -> tuple[tuple[int, int], bool]:
+        from PIL import Image
+
+        image_path = str(frame["image"])
+        hw = resize.image_size(image_path, "Cityscapes image")
+        checks = []
+        if self.with_semseg:
+            checks.append(("label", "gtFine labelIds", ("L", "P")))
+        if self.with_depth:
+            checks.append(("disparity", "disparity", ("I", "I;16", "I;16B")))
+        if self.with_depth and not os.path.isfile(str(frame["camera"])):
             raise DataError(
-                f"{what} file {path} is {found[0]}x{found[1]} but its image {image_path} is "
-                f"{hw[0]}x{hw[1]}; expected the same size."
+                f"missing camera file {frame['camera']} for image {image_path}; expected "
+                f"camera/<split>/<city>/<city>_<seq>_<frame>_camera.json from "
+                f"camera_trainvaltest.zip."
             )
-        with Image.open(path) as handle:
-            mode = handle.mode
-        if mode not in modes:
-            raise DataError(
-                f"{what} file {path} has PIL mode {mode!r}; expected {modes[0]!r} "
-                f"({'8-bit' if key == 'label' else '16-bit'} grey)."
-            )
-    return hw
+        python_only = False
+        for key, what, modes in checks:
+            path = str(frame[key])
+            if not os.path.isfile(path):
+                raise DataError(f"missing {what} file {path} for image {image_path}.")
+            found = resize.image_size(path, what)
+            if found != hw:
+                raise DataError(
+                    f"{what} file {path} is {found[0]}x{found[1]} but its image {image_path} is "
+                    f"{hw[0]}x{hw[1]}; expected the same size."
+                )
+            with Image.open(path) as handle:
+                mode = handle.mode
+            if mode not in modes:
+                raise DataError(
+                    f"{what} file {path} has PIL mode {mode!r}; expected {modes[0]!r} "
+                    f"({'8-bit' if key == 'label' else '16-bit'} grey)."
+                )
+            # tf.io expands a palette PNG to RGB; its label ids are the palette indices.
+            python_only = python_only or mode == "P"
+        if self.with_depth:
+            frame["baseline"], frame["fx"] = read_camera(str(frame["camera"]))
+        return hw, python_only
+
+    def check_sizes(self, checked):
+        (_, hw), *rest = checked
+        for frame, frame_hw in rest:
+            if frame_hw != hw:
+                raise DataError(
+                    f"{frame['image']} is {frame_hw[0]}x{frame_hw[1]} but earlier images are "
+                    f"{hw[0]}x{hw[1]}; Cityscapes frames all have one size."
+                )
+        return hw
+
+    def decode_frame(self, frame: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        example = {IMAGE: decode_rgb(tf.io.read_file(frame["image"]))}
+        if self.with_semseg:
+            ids = decode_grey(tf.io.read_file(frame["label"]))
+            example[SEMSEG] = tf.gather(tf.constant(self.id_to_train), tf.cast(ids, tf.int32))
+        if self.with_depth:
+            raw = decode_grey(tf.io.read_file(frame["disparity"]), tf.uint16)
+            example[DEPTH] = disparity_to_depth_tf(raw, frame["baseline"], frame["fx"])
+        return example
+
+    def read_frame(self, frame: Frame) -> dict[str, np.ndarray]:
+        example = {IMAGE: resize.read_image(str(frame["image"]), "Cityscapes image")}
+        if self.with_semseg:
+            ids = resize.read_image(str(frame["label"]), "gtFine labelIds", mode=None)
+            example[SEMSEG] = self.id_to_train[ids]
+        if self.with_depth:
+            raw = resize.read_image(str(frame["disparity"]), "disparity", mode=None)
+            example[DEPTH] = disparity_to_depth(raw, float(frame["baseline"]), float(frame["fx"]))
+        return example
+
+    def signature(self, hw) -> dict[str, tf.TensorSpec]:
+        signature = {IMAGE: tf.TensorSpec([*hw, 3], tf.uint8)}
+        if self.with_semseg:
+            signature[SEMSEG] = tf.TensorSpec(hw, tf.uint8)
+        if self.with_depth:
+            signature[DEPTH] = tf.TensorSpec(hw, tf.float32)
+        return signature
 
 
 def load_cityscapes(
@@ -199,40 +277,7 @@ def load_cityscapes(
     image_paths = sorted(glob.glob(os.path.join(image_root, "*", "*" + IMAGE_SUFFIX)))
     if not image_paths:
         raise DataError(f"no *{IMAGE_SUFFIX} files in {image_root}/<city>/.")
-    frames = []
-    hw = None
-    for image_path in image_paths:
-        paths = frame_paths(data_dir, split, image_path)
-        frame_hw = _check_frame(image_path, paths, with_semseg, with_depth)
-        if hw is None:
-            hw = frame_hw
-        elif frame_hw != hw:
-            raise DataError(
-                f"{image_path} is {frame_hw[0]}x{frame_hw[1]} but earlier images are "
-                f"{hw[0]}x{hw[1]}; Cityscapes frames all have one size."
-            )
-        camera = read_camera(paths["camera"]) if with_depth else (0.0, 0.0)
-        frames.append((image_path, paths, camera))
+    frames = CityscapesFrames(data_dir, split, image_paths, with_semseg, with_depth)
+    _, hw = frames.checked_frames()
     resize.check_crop_fits(hw, size, resize_mode, f"Cityscapes ({image_paths[0]})")
-    id_to_train = label_maps.cityscapes_id_to_train_id()
-    next_order = resize.epoch_orders(len(frames), shuffle, seed)
-
-    def examples():
-        for position in next_order():
-            image_path, paths, (baseline, fx) = frames[position]
-            example = {IMAGE: resize.read_image(image_path, "Cityscapes image")}
-            if with_semseg:
-                ids = resize.read_image(paths["label"], "gtFine labelIds", mode=None)
-                example[SEMSEG] = id_to_train[ids]
-            if with_depth:
-                raw = resize.read_image(paths["disparity"], "disparity", mode=None)
-                example[DEPTH] = disparity_to_depth(raw, baseline, fx)
-            yield example
-
-    signature = {IMAGE: tf.TensorSpec([*hw, 3], tf.uint8)}
-    if with_semseg:
-        signature[SEMSEG] = tf.TensorSpec(hw, tf.uint8)
-    if with_depth:
-        signature[DEPTH] = tf.TensorSpec(hw, tf.float32)
-    dataset = resize.from_examples(examples, signature)
-    return resize.apply_resize(dataset, size, resize_mode, depth_method)
+    return resize.apply_resize(frames.load(shuffle, seed), size, resize_mode, depth_method)

@@ -20,20 +20,26 @@ Example:
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from ka_tf.constants import IMAGE
 from ka_tf.data import resize
+from ka_tf.data.frame_dataset import (
+    Frame,
+    FrameDataset,
+    decode_rgb,
+    frame_size,
+    relative_label,
+)
 from ka_tf.errors import ConfigError, DataError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 ON_CORRUPT = ("error", "skip")
 CHECKS = ("header", "decode")
 ALL_SPLIT = "all"
-_MAX_NAMED = 10
 
 
 def find_images(root: str) -> tuple[list[str], list[str]]:
@@ -52,35 +58,57 @@ def find_images(root: str) -> tuple[list[str], list[str]]:
     return sorted(images, key=key), sorted(others, key=key)
 
 
-def _check_file(path: str, check: str) -> tuple[int, int]:
-    from PIL import Image
+class ImageFolderFrames(FrameDataset):
+    """The images under one folder, each a frame of ``{"image"}``."""
 
-    try:
-        hw = resize.image_size(path)
-    except DataError as error:  # not even an image header: same advice as a broken body
-        raise DataError(f"{error} Or pass on_corrupt='skip' to leave such files out.") from None
-    try:
-        with Image.open(path) as image:
-            if check == "decode":
-                image.load()
-            else:
-                image.verify()
-    except Exception as error:  # PIL raises many types for broken files.
-        raise DataError(
-            f"corrupt or unreadable image file {path} ({type(error).__name__}: {error}); "
-            f"expected a valid image. Remove it or pass on_corrupt='skip'."
-        ) from None
-    return hw
+    what = "image"
+    item = "file"
 
+    def __init__(self, root: str, images: list[str], check: str, on_corrupt: str) -> None:
+        self.root = root
+        self.where = f" under {root}"
+        self.images = images
+        self.check = check
+        self.on_corrupt = on_corrupt
 
-def _warn_skipped(skipped: list[str], root: str, when: str) -> None:
-    named = ", ".join(os.path.relpath(p, root) for p in skipped[:_MAX_NAMED])
-    more = f" and {len(skipped) - _MAX_NAMED} more" if len(skipped) > _MAX_NAMED else ""
-    warnings.warn(
-        f"skipped {len(skipped)} corrupt image file(s) under {root} ({when}): {named}{more}.",
-        UserWarning,
-        stacklevel=3,
-    )
+    def list_frames(self) -> list[Frame]:
+        return [{"path": path} for path in self.images]
+
+    def check_frame(self, frame: Frame) -> tuple[tuple[int, int], bool]:
+        from PIL import Image
+
+        path = str(frame["path"])
+        try:
+            hw = resize.image_size(path)
+        except DataError as error:  # not even an image header: same advice as a broken body
+            raise DataError(f"{error} Or pass on_corrupt='skip' to leave such files out.") from None
+        try:
+            with Image.open(path) as image:
+                if self.check == "decode":
+                    image.load()
+                else:
+                    image.verify()
+        except Exception as error:  # PIL raises many types for broken files.
+            raise DataError(
+                f"corrupt or unreadable image file {path} ({type(error).__name__}: {error}); "
+                f"expected a valid image. Remove it or pass on_corrupt='skip'."
+            ) from None
+        return hw, False
+
+    def decode_frame(self, frame: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {IMAGE: decode_rgb(tf.io.read_file(frame["path"]))}
+
+    def read_frame(self, frame: Frame) -> dict[str, np.ndarray]:
+        try:
+            return {IMAGE: resize.read_image(str(frame["path"]))}
+        except DataError as error:
+            raise DataError(f"{error} Or pass on_corrupt='skip'.") from None
+
+    def signature(self, hw) -> dict[str, tf.TensorSpec]:
+        return {IMAGE: tf.TensorSpec([*hw, 3], tf.uint8)}
+
+    def frame_label(self, frame: Frame) -> str:
+        return relative_label(str(frame["path"]), self.root)
 
 
 def load_image_folder(
@@ -148,38 +176,9 @@ def load_image_folder(
             f"no images under {root}{found}; expected files ending in {', '.join(EXTENSIONS)} "
             f"(any letter case), in any subfolder."
         )
-    files, sizes, skipped = [], [], []
-    for path in images:
-        try:
-            hw = _check_file(path, check)
-        except DataError:
-            if on_corrupt == "error":
-                raise
-            skipped.append(path)
-            continue
-        resize.check_crop_fits(hw, size, resize_mode, path)
-        files.append(path)
-        sizes.append(hw)
-    if skipped:
-        _warn_skipped(skipped, root, "checked when loading")
-    if not files:
-        raise DataError(f"every one of the {len(images)} image files under {root} is corrupt.")
-    next_order = resize.epoch_orders(len(files), shuffle, seed)
-
-    def examples():
-        failed = []
-        for position in next_order():
-            try:
-                image = resize.read_image(files[position])
-            except DataError as error:
-                if on_corrupt == "error":
-                    raise DataError(f"{error} Or pass on_corrupt='skip'.") from None
-                failed.append(files[position])
-                continue
-            yield {IMAGE: image}
-        if failed:
-            _warn_skipped(failed, root, "failed to decode")
-
-    hw = sizes[0] if len(set(sizes)) == 1 else (None, None)
-    dataset = resize.from_examples(examples, {IMAGE: tf.TensorSpec([*hw, 3], tf.uint8)})
-    return resize.apply_resize(dataset, size, resize_mode)
+    frames = ImageFolderFrames(root, images, check, on_corrupt)
+    checked, _ = frames.checked_frames()
+    if size is not None or resize_mode != "resize":
+        for frame in checked:
+            resize.check_crop_fits(frame_size(frame), size, resize_mode, str(frame["path"]))
+    return resize.apply_resize(frames.load(shuffle, seed), size, resize_mode)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ import tensorflow as tf
 
 from ka_tf.constants import DEPTH, IGNORE_LABEL, IMAGE, NORMALS, SEMSEG
 from ka_tf.data import label_maps, resize
+from ka_tf.data.frame_dataset import Frame, FrameDataset
 from ka_tf.errors import ConfigError, DataError
 
 MAT_FILE = "nyu_depth_v2_labeled.mat"
@@ -221,14 +223,66 @@ def _open_labeled_mat(path: str) -> tuple[int, int, int]:
     return num, height, width
 
 
-def _load_mat(
-    data_dir: str,
-    split: str,
-    label_set: str,
-    mapping_file: str | None,
-    eval_crop: bool,
-    order: Any,
-) -> tuple[tf.data.Dataset, tuple[int, int]]:
+class _MatFrames(FrameDataset):
+    """Frames of the labelled .mat (HDF5), read with h5py: one handle per reading thread."""
+
+    what = "NYUv2"
+
+    def __init__(
+        self, mat_path: str, indices: np.ndarray, table: np.ndarray, crop: tuple[int, int, int, int]
+    ) -> None:
+        self.mat_path = mat_path
+        self.indices = indices
+        self.table = table
+        self.crop = crop
+        self._local = threading.local()
+
+    def list_frames(self) -> list[Frame]:
+        return [{"index": int(index)} for index in self.indices]
+
+    def check_frame(self, frame: Frame) -> tuple[tuple[int, int], bool]:
+        top, bottom, left, right = self.crop  # the whole file was checked by _open_labeled_mat
+        return (bottom - top, right - left), True
+
+    def frame_label(self, frame: Frame) -> str:
+        return f"{self.mat_path} [{frame['index']}]"
+
+    def _file(self):
+        import h5py
+
+        if getattr(self._local, "mat", None) is None:
+            self._local.mat = h5py.File(self.mat_path, "r")
+        return self._local.mat
+
+    def read_frame(self, frame: Frame) -> dict[str, np.ndarray]:
+        mat, index = self._file(), int(frame["index"])
+        top, bottom, left, right = self.crop
+        raw = np.asarray(mat["labels"][index]).T[top:bottom, left:right]
+        if raw.size and raw.max() > label_maps.NUM_NYU_RAW_CLASSES:
+            raise DataError(
+                f"{self.mat_path} labels[{index}] holds raw class {int(raw.max())}; expected "
+                f"0..{label_maps.NUM_NYU_RAW_CLASSES} (0 = unlabelled)."
+            )
+        depth = np.asarray(mat["depths"][index], dtype=np.float32).T[top:bottom, left:right]
+        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+        image = np.asarray(mat["images"][index]).transpose(2, 1, 0)[top:bottom, left:right]
+        return {
+            IMAGE: np.ascontiguousarray(image),
+            SEMSEG: self.table[raw.astype(np.int64)],
+            DEPTH: depth,
+        }
+
+    def signature(self, hw) -> dict[str, tf.TensorSpec]:
+        return {
+            IMAGE: tf.TensorSpec([*hw, 3], tf.uint8),
+            SEMSEG: tf.TensorSpec(hw, tf.uint8),
+            DEPTH: tf.TensorSpec(hw, tf.float32),
+        }
+
+
+def _mat_frames(
+    data_dir: str, split: str, label_set: str, mapping_file: str | None, eval_crop: bool
+) -> _MatFrames:
     mat_path = os.path.join(data_dir, MAT_FILE)
     num, height, width = _open_labeled_mat(mat_path)
     if split == "all":
@@ -249,38 +303,8 @@ def _load_mat(
             f"eval_crop=True is defined on {NYU_FRAME_HW[0]}x{NYU_FRAME_HW[1]} NYUv2 frames, but "
             f"{mat_path} holds {height}x{width} images. Set eval_crop=False."
         )
-    top, bottom, left, right = EIGEN_CROP if eval_crop else (0, height, 0, width)
-    next_order = order(len(indices))
-
-    def examples():
-        import h5py
-
-        with h5py.File(mat_path, "r") as mat:
-            for position in next_order():
-                index = int(indices[position])
-                raw = np.asarray(mat["labels"][index]).T[top:bottom, left:right]
-                if raw.size and raw.max() > label_maps.NUM_NYU_RAW_CLASSES:
-                    raise DataError(
-                        f"{mat_path} labels[{index}] holds raw class {int(raw.max())}; expected "
-                        f"0..{label_maps.NUM_NYU_RAW_CLASSES} (0 = unlabelled)."
-                    )
-                depth = np.asarray(mat["depths"][index], dtype=np.float32).T[top:bottom, left:right]
-                depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-                yield {
-                    IMAGE: np.ascontiguousarray(
-                        np.asarray(mat["images"][index]).transpose(2, 1, 0)[top:bottom, left:right]
-                    ),
-                    SEMSEG: table[raw.astype(np.int64)],
-                    DEPTH: depth,
-                }
-
-    hw = (bottom - top, right - left)
-    signature = {
-        IMAGE: tf.TensorSpec([*hw, 3], tf.uint8),
-        SEMSEG: tf.TensorSpec(hw, tf.uint8),
-        DEPTH: tf.TensorSpec(hw, tf.float32),
-    }
-    return resize.from_examples(examples, signature), hw
+    crop = EIGEN_CROP if eval_crop else (0, height, 0, width)
+    return _MatFrames(mat_path, indices, table, crop)
 
 
 def _npy_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -298,9 +322,82 @@ def _npy_indices(folder: str) -> list[int]:
     return sorted(int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m)
 
 
-def _load_npy(
-    data_dir: str, split: str, label_set: str, eval_crop: bool, order: Any
-) -> tuple[tf.data.Dataset, tuple[int, int]]:
+_NPY_SHAPES = {
+    "image": lambda hw: [(*hw, 3)],
+    "label": lambda hw: [hw, (*hw, 1)],
+    "depth": lambda hw: [hw, (*hw, 1)],
+    "normal": lambda hw: [(*hw, 3)],
+}
+
+
+class _NpyFrames(FrameDataset):
+    """Frames of the pre-processed copy: four ``<i>.npy`` files each, read with numpy."""
+
+    what = "NYUv2"
+
+    def __init__(self, root: str, indices: list[int]) -> None:
+        self.root = root
+        self.indices = indices
+        self.hw: tuple[int, int] | None = None
+
+    def list_frames(self) -> list[Frame]:
+        return [{sub: os.path.join(self.root, sub, f"{i}.npy") for sub in NPY_SUBDIRS}
+                for i in self.indices]  # fmt: skip
+
+    def check_frame(self, frame: Frame) -> tuple[tuple[int, int], bool]:
+        for sub in NPY_SUBDIRS:
+            path = str(frame[sub])
+            if not os.path.isfile(path):
+                raise DataError(f"missing {path}: {frame['image']} has no matching {sub} file.")
+            shape, _ = _npy_header(path)
+            if self.hw is None:
+                self.hw = tuple(shape[:2])
+            if tuple(shape) not in _NPY_SHAPES[sub](self.hw):
+                raise DataError(
+                    f"{path} has shape {tuple(shape)}; expected one of "
+                    f"{_NPY_SHAPES[sub](self.hw)} to match the other "
+                    f"{self.hw[0]}x{self.hw[1]} files."
+                )
+        return self.hw, True
+
+    def read_frame(self, frame: Frame) -> dict[str, np.ndarray]:
+        path = {sub: str(frame[sub]) for sub in NPY_SUBDIRS}
+        hw = self.hw
+        image = np.load(path["image"])
+        if image.dtype != np.uint8:
+            if image.size and (image.min() < 0 or image.max() > 1.0 + 1e-6):
+                raise DataError(
+                    f"{path['image']} holds values in [{image.min():.3g}, {image.max():.3g}]; "
+                    f"expected a float image in [0, 1] (or uint8)."
+                )
+            image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+        label = np.load(path["label"]).reshape(hw)
+        if label.size and (
+            label.min() < -1 or label.max() >= NPY_NUM_CLASSES or (label != np.round(label)).any()
+        ):
+            raise DataError(
+                f"{path['label']} holds values in [{label.min()}, {label.max()}]; expected "
+                f"integer classes 0..{NPY_NUM_CLASSES - 1} and -1 = ignore."
+            )
+        semseg = np.where(label < 0, IGNORE_LABEL, label).astype(np.uint8)
+        depth = np.load(path["depth"]).reshape(hw).astype(np.float32)
+        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+        normals = np.nan_to_num(np.load(path["normal"]).astype(np.float32))
+        return {IMAGE: image, SEMSEG: semseg, DEPTH: depth, NORMALS: normals}
+
+    def check_sizes(self, checked):
+        return self.hw
+
+    def signature(self, hw) -> dict[str, tf.TensorSpec]:
+        return {
+            IMAGE: tf.TensorSpec([*hw, 3], tf.uint8),
+            SEMSEG: tf.TensorSpec(hw, tf.uint8),
+            DEPTH: tf.TensorSpec(hw, tf.float32),
+            NORMALS: tf.TensorSpec([*hw, 3], tf.float32),
+        }
+
+
+def _npy_frames(data_dir: str, split: str, label_set: str, eval_crop: bool) -> _NpyFrames:
     if split not in _NPY_SPLITS:
         raise ConfigError(
             f"unknown NYUv2 split for layout='npy'. Received: split={split!r}. Expected one of "
@@ -326,66 +423,7 @@ def _load_npy(
     indices = _npy_indices(os.path.join(root, "image"))
     if not indices:
         raise DataError(f"no <i>.npy files in {os.path.join(root, 'image')}; expected 0.npy, ...")
-    expected_shapes = {
-        "image": lambda hw: [(*hw, 3)],
-        "label": lambda hw: [hw, (*hw, 1)],
-        "depth": lambda hw: [hw, (*hw, 1)],
-        "normal": lambda hw: [(*hw, 3)],
-    }
-    hw = None
-    for index in indices:
-        for sub in NPY_SUBDIRS:
-            path = os.path.join(root, sub, f"{index}.npy")
-            if not os.path.isfile(path):
-                raise DataError(
-                    f"missing {path}: {os.path.join(root, 'image', f'{index}.npy')} has no "
-                    f"matching {sub} file."
-                )
-            shape, _ = _npy_header(path)
-            if hw is None:
-                hw = tuple(shape[:2])
-            if tuple(shape) not in expected_shapes[sub](hw):
-                raise DataError(
-                    f"{path} has shape {tuple(shape)}; expected one of "
-                    f"{expected_shapes[sub](hw)} to match the other {hw[0]}x{hw[1]} files."
-                )
-    next_order = order(len(indices))
-
-    def examples():
-        for position in next_order():
-            index = indices[position]
-            path = {sub: os.path.join(root, sub, f"{index}.npy") for sub in NPY_SUBDIRS}
-            image = np.load(path["image"])
-            if image.dtype != np.uint8:
-                if image.size and (image.min() < 0 or image.max() > 1.0 + 1e-6):
-                    raise DataError(
-                        f"{path['image']} holds values in [{image.min():.3g}, {image.max():.3g}]; "
-                        f"expected a float image in [0, 1] (or uint8)."
-                    )
-                image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-            label = np.load(path["label"]).reshape(hw)
-            if label.size and (
-                label.min() < -1
-                or label.max() >= NPY_NUM_CLASSES
-                or (label != np.round(label)).any()
-            ):
-                raise DataError(
-                    f"{path['label']} holds values in [{label.min()}, {label.max()}]; expected "
-                    f"integer classes 0..{NPY_NUM_CLASSES - 1} and -1 = ignore."
-                )
-            semseg = np.where(label < 0, IGNORE_LABEL, label).astype(np.uint8)
-            depth = np.load(path["depth"]).reshape(hw).astype(np.float32)
-            depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-            normals = np.nan_to_num(np.load(path["normal"]).astype(np.float32))
-            yield {IMAGE: image, SEMSEG: semseg, DEPTH: depth, NORMALS: normals}
-
-    signature = {
-        IMAGE: tf.TensorSpec([*hw, 3], tf.uint8),
-        SEMSEG: tf.TensorSpec(hw, tf.uint8),
-        DEPTH: tf.TensorSpec(hw, tf.float32),
-        NORMALS: tf.TensorSpec([*hw, 3], tf.float32),
-    }
-    return resize.from_examples(examples, signature), hw
+    return _NpyFrames(root, indices)
 
 
 def load_nyuv2(
@@ -450,14 +488,12 @@ def load_nyuv2(
             f"Expected one of {label_maps.NYU_LABEL_SETS}."
         )
 
-    def order(num_examples: int):
-        return resize.epoch_orders(num_examples, shuffle, seed)
-
     if layout == "mat":
-        dataset, hw = _load_mat(data_dir, split, label_set, mapping_file, eval_crop, order)
+        frames = _mat_frames(data_dir, split, label_set, mapping_file, eval_crop)
     else:
         if mapping_file:
             raise ConfigError("mapping_file applies to layout='mat' only; remove it.")
-        dataset, hw = _load_npy(data_dir, split, label_set, eval_crop, order)
+        frames = _npy_frames(data_dir, split, label_set, eval_crop)
+    _, hw = frames.checked_frames()
     resize.check_crop_fits(hw, size, resize_mode, f"NYUv2 ({layout} layout)")
-    return resize.apply_resize(dataset, size, resize_mode, depth_method)
+    return resize.apply_resize(frames.load(shuffle, seed), size, resize_mode, depth_method)

@@ -34,8 +34,9 @@ _EXTRA_LOADERS: dict[str, Callable[..., Any]] = {}
 # so N workers train on exactly the batches of one machine, which is what makes
 # --deterministic runs and resumed runs agree across cluster sizes. Why no dataset
 # here uses FILE: the synthetic splits are a few TFRecord shards (one at the demo's
-# sizes); image folders, NYUv2 (one .mat file) and Cityscapes are decoded in a Python
-# generator, which has no files for tf.data to split. The cost of DATA: each worker
+# sizes); image folders, NYUv2 (one .mat file) and Cityscapes are read from a frame
+# list checked up front (ka_tf.data.frame_dataset), which has no files for tf.data to
+# split. The cost of DATA: each worker
 # decodes every image of the batch, not 1/N of them (the synthetic input pipeline
 # alone runs ~39x faster than an amalgamation step: BUILD.md, Input sharding).
 SHARDING: dict[str, str] = {

@@ -17,8 +17,8 @@ the centre ``size`` window without scaling; ``"resize_crop"`` scales by one fact
 (keeping the aspect ratio) until ``size`` is covered, then cuts the centre.
 
 The module also holds the small file helpers the loaders share: reading image
-headers and pixels with :class:`~ka_tf.errors.DataError` on bad files, and the
-seeded per-epoch order.
+headers and (with PIL, where ``tf.io`` cannot) pixels, with
+:class:`~ka_tf.errors.DataError` on bad files.
 
 Example:
     >>> size = validate_size((256, 320))
@@ -27,8 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -231,38 +230,6 @@ def apply_resize(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-
-
-def epoch_orders(num_examples: int, shuffle: bool, seed: int) -> Callable[[], np.ndarray]:
-    """Returns a function giving the example order of each successive epoch.
-
-    Without shuffling every epoch is ``0..n-1``. With shuffling, epoch ``e`` is the
-    permutation drawn from ``numpy.random.default_rng([seed, e])``: a different order
-    each epoch, identical across runs with the same seed.
-    """
-    epoch = [0]
-
-    def next_order() -> np.ndarray:
-        if not shuffle:
-            return np.arange(num_examples)
-        order = np.random.default_rng([int(seed), epoch[0]]).permutation(num_examples)
-        epoch[0] += 1
-        return order
-
-    return next_order
-
-
-def from_examples(
-    make_iterator: Callable[[], Iterator[dict[str, Any]]],
-    signature: dict[str, tf.TensorSpec],
-) -> tf.data.Dataset:
-    """Wraps a Python example generator (numpy dicts) as a ``tf.data.Dataset``.
-
-    A :class:`~ka_tf.errors.DataError` raised while iterating reaches the caller as a
-    ``tf.errors.InvalidArgumentError`` whose message starts with ``DataError: <message>``
-    (TensorFlow's wrapping of Python errors inside ``tf.data``).
-    """
-    return tf.data.Dataset.from_generator(make_iterator, output_signature=signature)
 
 
 # === Image files ===

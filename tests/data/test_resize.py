@@ -80,15 +80,9 @@ def test_center_crop_and_resize_crop():
     resize.check_crop_fits((32, 96), (64, 64), "resize_crop", "frame.png")
 
 
-def test_apply_resize_dataset_and_epoch_orders():
+def test_apply_resize_dataset():
     example = _example()
     dataset = tf.data.Dataset.from_tensors({k: tf.constant(v) for k, v in example.items()})
     assert resize.apply_resize(dataset, None) is dataset
     resized = resize.apply_resize(dataset, (64, 64), "resize")
     assert resized.element_spec["depth"].shape.as_list() == [64, 64]
-    orders = resize.epoch_orders(6, shuffle=True, seed=4)
-    first, second = orders(), orders()
-    assert sorted(first) == list(range(6)) and first.tolist() != second.tolist()
-    again = resize.epoch_orders(6, shuffle=True, seed=4)
-    assert again().tolist() == first.tolist() and again().tolist() == second.tolist()
-    assert resize.epoch_orders(4, shuffle=False, seed=4)().tolist() == [0, 1, 2, 3]
