@@ -27,10 +27,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ka_tf.constants import DEPTH, IMAGE, NORMALS, SEMSEG, TASKS
+from ka_tf.constants import IMAGE
 from ka_tf.errors import ConfigError, DataError, ModelFileError
 from ka_tf.metrics import DenseMetrics
 from ka_tf.metrics.depth import DEFAULT_MIN_DEPTH
+from ka_tf.tasks import get_task, ordered_tasks, task_names
 
 
 def _model_name(model: keras.Model) -> str:
@@ -44,42 +45,15 @@ def _postprocess(model: keras.Model, outputs: Any) -> dict[str, tf.Tensor]:
         kind = "a single tensor" if hasattr(outputs, "shape") else type(outputs).__name__
         raise ModelFileError(
             f"model {name!r} returns {kind}, not a dict keyed by task. "
-            f"Expected a dict with keys from {list(TASKS)}."
+            f"Expected a dict with keys from {list(task_names())}."
         )
-    unknown = sorted(set(outputs) - set(TASKS))
+    unknown = sorted(set(outputs) - set(task_names()))
     if unknown:
         raise ModelFileError(
-            f"model {name!r} has unknown output keys {unknown}. Expected keys from {list(TASKS)}."
+            f"model {name!r} has unknown output keys {unknown}. Expected keys from "
+            f"{list(task_names())}."
         )
-    shapes = {task: tuple(tensor.shape) for task, tensor in outputs.items()}
-    result = {}
-    if SEMSEG in outputs:
-        logits = outputs[SEMSEG]
-        if logits.shape.rank != 4:
-            raise ModelFileError(
-                f"model {name!r}: semseg output has shape {shapes[SEMSEG]}. "
-                f"Expected logits [B, H, W, C]."
-            )
-        result[SEMSEG] = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    if DEPTH in outputs:
-        depth = outputs[DEPTH]
-        if depth.shape.rank == 4 and depth.shape[-1] == 1:
-            depth = depth[..., 0]
-        if depth.shape.rank != 3:
-            raise ModelFileError(
-                f"model {name!r}: depth output has shape {shapes[DEPTH]}. "
-                f"Expected metres [B, H, W] (or [B, H, W, 1])."
-            )
-        result[DEPTH] = tf.cast(depth, tf.float32)
-    if NORMALS in outputs:
-        normals = outputs[NORMALS]
-        if normals.shape.rank != 4 or normals.shape[-1] != 3:
-            raise ModelFileError(
-                f"model {name!r}: normals output has shape {shapes[NORMALS]}. "
-                f"Expected [B, H, W, 3]."
-            )
-        result[NORMALS] = tf.cast(normals, tf.float32)
-    return result
+    return {task: get_task(task).metric_prediction(outputs[task], name) for task in outputs}
 
 
 class DensePredictor:
@@ -107,11 +81,11 @@ class DensePredictor:
 
     def _run(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = self.model(images, training=False)
-        if isinstance(outputs, dict) and SEMSEG in outputs:
-            channels = outputs[SEMSEG].shape[-1]
-            self.num_classes = None if channels is None else int(channels)
         result = _postprocess(self.model, outputs)
-        self.tasks = tuple(task for task in TASKS if task in result)
+        for task in result:
+            if get_task(task).has_classes:
+                self.num_classes = get_task(task).num_classes(tuple(outputs[task].shape))
+        self.tasks = ordered_tasks(result)
         return result
 
     def __call__(self, images: Any) -> dict[str, np.ndarray]:
@@ -223,7 +197,7 @@ def evaluate_model(
         if max_batches < 1:
             raise ConfigError(f"max_batches must be >= 1. Received: max_batches={max_batches}.")
         dataset = dataset.take(max_batches)
-    label_tasks = [task for task in TASKS if task in keys]
+    label_tasks = list(ordered_tasks(keys))
     predictor = _predictor(model)
     metrics: DenseMetrics | None = None
     bar = tqdm(
@@ -241,7 +215,7 @@ def evaluate_model(
                 )
                 classes = num_classes if num_classes is not None else predictor.num_classes
                 metrics = DenseMetrics(
-                    classes if SEMSEG in chosen else None,
+                    classes if any(get_task(task).has_classes for task in chosen) else None,
                     chosen,
                     min_depth=min_depth,
                     max_depth=max_depth,
@@ -272,7 +246,7 @@ def _choose_tasks(
             raise DataError(
                 f"the dataset has no labels for {missing_labels} (its keys are {list(keys)})."
             )
-        return tuple(task for task in TASKS if task in requested)
+        return ordered_tasks(requested)
     chosen = tuple(task for task in model_tasks if task in label_tasks)
     if not chosen:
         raise DataError(

@@ -26,7 +26,7 @@ import numpy as np
 
 from ka_tf.errors import ConfigError, DataError
 from ka_tf.metrics import relative_change
-from ka_tf.metrics.names import HEADLINE_METRICS, METRIC_NAMES, higher_is_better, task_of
+from ka_tf.metrics.names import headline_metrics, higher_is_better, metric_names, task_of
 from ka_tf.metrics.per_image import image_statistics, pooled_metrics
 
 Statistics = dict[str, np.ndarray]  # task → [images, D] rows
@@ -83,7 +83,7 @@ def task_delta_m(change: Mapping[str, float]) -> dict[str, float]:
     """Per task, the mean relative change of its metrics (from :func:`relative_change`)."""
     per_task: dict[str, list[float]] = {}
     for name, value in change.items():
-        if name in METRIC_NAMES:
+        if name in metric_names():
             per_task.setdefault(task_of(name), []).append(value)
     return {task: float(np.mean(values)) for task, values in per_task.items()}
 
@@ -173,7 +173,7 @@ def summarize(
     for scores in teachers.values():
         teacher_all.update(scores)
     per_metric = {}
-    for metric in METRIC_NAMES:
+    for metric in metric_names():
         if metric not in teacher_all or not all(metric in s for s in students):
             continue
         values = np.array([s[metric] for s in students], np.float64)
@@ -189,7 +189,7 @@ def summarize(
         per_metric[metric] = row
     verdict = {}
     for task in teachers:
-        headline = [m for m in HEADLINE_METRICS.get(task, ()) if m in per_metric]
+        headline = [m for m in headline_metrics().get(task, ()) if m in per_metric]
         verdict[task] = {
             "student_at_or_above_teacher": all(
                 not _better(m, per_metric[m]["teacher"], per_metric[m]["student_mean"])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ka_tf.evaluation import predict_dense
-from ka_tf.metrics import METRIC_NAMES, compute_metrics
+from ka_tf.metrics import compute_metrics, metric_names
 from tests.helpers import REPO_ROOT, assert_one_line_error, run_tool
 from tests.test_evaluation import NUM_CLASSES, tiny_arrays, tiny_dense_model
 
@@ -150,4 +150,4 @@ def test_tool_reads_the_synthetic_benchmark(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(output.read_text())
-    assert set(report) == {name for name in METRIC_NAMES if name.startswith("depth/")}
+    assert set(report) == {name for name in metric_names() if name.startswith("depth/")}

@@ -8,10 +8,11 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ka_tf.constants import IMAGE, NORMALS
+from ka_tf.constants import IMAGE
 from ka_tf.errors import ConfigError
 from ka_tf.losses import FeatureMSE
 from ka_tf.models.channel_coding import ChannelCoding
+from ka_tf.tasks import get_task
 
 MODES = ("blockwise", "finetune")
 
@@ -22,21 +23,14 @@ def flip_width(x):
 
 
 def unflip_prediction(task: str, flipped):
-    """Maps a prediction on the mirrored image back to the original frame."""
-    back = flip_width(flipped)
-    if task == NORMALS:
-        return ops.concatenate([-back[..., :1], back[..., 1:]], axis=-1)
-    return back
+    """Maps a prediction on the mirrored image back to the original frame
+    (:meth:`ka_tf.tasks.Task.mirror` along the width of a [B, H, W, ...] batch)."""
+    return get_task(task).mirror(flipped, width_axis=2)
 
 
 def average_predictions(task: str, a, b):
-    """Averages two predictions of one task (logits, depth, or unit normals)."""
-    mean = (a + b) / 2.0
-    if task == NORMALS:
-        return mean * ops.rsqrt(
-            ops.maximum(ops.sum(ops.square(mean), axis=-1, keepdims=True), 1e-24)
-        )
-    return mean
+    """Averages two predictions of one task (:meth:`ka_tf.tasks.Task.average`)."""
+    return get_task(task).average(a, b)
 
 
 def build_coders(

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from ka_tf import visualize
-from ka_tf.constants import DEPTH, NORMALS, SEMSEG
+from ka_tf.constants import DEPTH, SEMSEG
 from ka_tf.io_utils import atomic_write_json, atomic_write_text
 from ka_tf.metrics import format_markdown_table, format_table
 from ka_tf.models.arch import BRANCH_CANDIDATES
+from ka_tf.tasks import get_task
 
 REPORT_JSON = "amalgamation_report.json"
 REPORT_MD = "amalgamation_report.md"
@@ -215,16 +216,6 @@ def console_summary(report: Mapping[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def _render(task: str, values: np.ndarray, palette, depth_range) -> np.ndarray:
-    if task == SEMSEG:
-        return visualize.colorize_labels(values, palette)
-    if task == DEPTH:
-        return visualize.colorize_depth(values, *depth_range)
-    if task == NORMALS:
-        return visualize.colorize_normals(values)
-    raise ValueError(f"no renderer for task {task!r}")
-
-
 def prediction_panel(
     image: np.ndarray,
     rows: Mapping[str, Mapping[str, np.ndarray]],
@@ -256,7 +247,10 @@ def prediction_panel(
         grid_rows.append(
             [
                 visualize.titled(
-                    _render(task, outputs[task], palette, depth_range), f"{source} {task}"
+                    get_task(task).render(
+                        outputs[task], palette, depth_range if task == DEPTH else (None, None)
+                    ),
+                    f"{source} {task}",
                 )
                 if task in outputs
                 else visualize.titled(blank, f"{source}: no {task}")

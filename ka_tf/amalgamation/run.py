@@ -42,7 +42,7 @@ from ka_tf.amalgamation.student_builder import (
     check_teacher,
     student_param_counter,
 )
-from ka_tf.constants import DEPTH, IMAGE, NORMALS, SEMSEG
+from ka_tf.constants import IMAGE, SEMSEG
 from ka_tf.errors import ConfigError
 from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
@@ -58,29 +58,52 @@ STUDENT_FILE = "student.keras"
 
 @gin.configurable
 def distillation_losses(
-    tasks,
-    semseg: str = "kl",
-    temperature: float = 2.0,
-    depth: str = "log_l1",
-    normals: str = "cosine",
+    tasks: Sequence[str],
+    losses: Mapping[str, str] | None = None,
+    loss_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, keras.losses.Loss]:
     """The per-task loss to the teacher's output.
 
     :func:`amalgamate` builds one set per phase, under the gin scopes ``blockwise``
     and ``finetune``, so a phase can differ: e.g.
-    ``finetune/distillation_losses.semseg = 'hard_ce'``.
+    ``finetune/distillation_losses.losses = {'semseg': 'hard_ce', 'depth': 'log_l1'}``.
 
     Args:
         tasks: Tasks to build losses for.
-        semseg: ``kl`` (soft targets at ``temperature``) or ``hard_ce`` (teacher argmax).
-        temperature: Softmax temperature of ``kl``.
-        depth: ``log_l1``, ``l1``, ``silog`` or ``berhu``.
-        normals: ``cosine``.
+        losses: ``{task: loss name}`` (:meth:`ka_tf.tasks.Task.losses` lists each
+            task's); a task not named gets its ``default_loss`` (semseg ``kl``, depth
+            ``log_l1``, normals ``cosine``). Tasks named but not amalgamated are unused.
+        loss_options: ``{"task.loss": {option: value}}``, the options of one loss of
+            one task, e.g. ``{"semseg.kl": {"temperature": 2.0}}``; they apply
+            whenever that loss is the task's.
+
+    Raises:
+        ConfigError: an unknown task or loss name in ``losses`` or ``loss_options``.
     """
-    options = {SEMSEG: (semseg, {"temperature": temperature} if semseg == "kl" else {})}
-    options[DEPTH] = (depth, {})
-    options[NORMALS] = (normals, {})
-    return {task: build_loss(task, options[task][0], **options[task][1]) for task in tasks}
+    from ka_tf.tasks import get_task
+
+    losses = dict(losses or {})
+    loss_options = dict(loss_options or {})
+    for task, name in losses.items():
+        offered = get_task(task).losses()
+        if name not in offered:
+            raise ConfigError(
+                f"unknown {task} loss in distillation_losses.losses. Received: {task}={name!r}. "
+                f"Expected one of {sorted(offered)}."
+            )
+    for key in loss_options:
+        task, _, name = key.partition(".")
+        if name not in get_task(task).losses():
+            raise ConfigError(
+                f"distillation_losses.loss_options key {key!r} names no loss; expected "
+                f"'task.loss', e.g. 'semseg.kl' (the {task} losses are "
+                f"{sorted(get_task(task).losses())})."
+            )
+    built = {}
+    for task in tasks:
+        name = losses.get(task, get_task(task).default_loss)
+        built[task] = build_loss(task, name, **loss_options.get(f"{task}.{name}", {}))
+    return built
 
 
 def load_teachers(

@@ -7,10 +7,11 @@ from collections.abc import Callable, Mapping
 import keras
 import numpy as np
 
-from ka_tf.constants import NORMALS, SEMSEG
+from ka_tf.constants import SEMSEG
 from ka_tf.errors import ConfigError, ModelFileError
 from ka_tf.models import SegNet, TargetNet
 from ka_tf.models.arch import BRANCH_CANDIDATES
+from ka_tf.tasks import get_task
 
 # Constructor arguments a student copies from its teachers (they must agree).
 SHARED_ARCH_KEYS = ("arch", "batch_norm", "channels", "width_multiplier", "image_mean", "image_std")
@@ -38,9 +39,11 @@ def teacher_arch(teachers: Mapping[str, keras.Model], own_width: bool = False) -
 
 
 def num_classes_of(teachers: Mapping[str, keras.Model]) -> int | None:
-    """The semseg teacher's class count (None without a semseg teacher)."""
-    teacher = teachers.get(SEMSEG)
-    return None if teacher is None else int(teacher.num_classes)
+    """The class count of the teacher of a task with classes (semseg), None without one."""
+    for task, teacher in teachers.items():
+        if get_task(task).has_classes:
+            return int(teacher.num_classes)
+    return None
 
 
 def check_teacher(task: str, teacher: keras.Model, path: str = "") -> None:
@@ -57,10 +60,11 @@ def check_teacher(task: str, teacher: keras.Model, path: str = "") -> None:
             f"the teacher given for {task!r}{where} predicts {list(teacher.tasks)}, not {task!r}."
         )
     channels = teacher.heads[task].channels
-    if task == NORMALS and channels != 3:
+    definition = get_task(task)
+    if not definition.has_classes and channels != definition.head_channels(None):
         raise ModelFileError(
-            f"the 'normals' teacher{where} outputs {channels} channels; a normals teacher "
-            f"must output 3 (x, y, z)."
+            f"the {task!r} teacher{where} outputs {channels} channels; a {task} teacher "
+            f"must output {definition.head_channels(None)}."
         )
 
 

@@ -67,9 +67,9 @@ def main(argv: list[str]) -> int:
 
     import ka_tf.data
     from ka_tf import evaluation, io_utils
-    from ka_tf.constants import TASKS
     from ka_tf.errors import ModelFileError
     from ka_tf.metrics import format_table
+    from ka_tf.tasks import task_names
 
     config.parse_gin_config(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
     model = evaluation.load_model_file(model_path)
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     except ModelFileError as error:  # the checks name the Keras model; say which file it is
         raise ModelFileError(f"--model={model_path}: {error}") from None
     name = os.path.basename(model_path)
-    for task in TASKS:  # one table per task keeps each one narrow enough to read
+    for task in task_names():  # one table per task keeps each one narrow enough to read
         columns = [key for key in results if key.startswith(f"{task}/")]
         if columns:
             print(format_table({name: results}, metrics=columns), end="\n\n")

@@ -182,6 +182,7 @@ def preview_grid(
 ) -> np.ndarray:
     """Rows of image | colourised labels | colourised depth | normals, with a legend."""
     from ka_tf import visualize
+    from ka_tf.tasks import get_task, ordered_tasks
 
     depths = [e[DEPTH][e[DEPTH] > 0] for e in examples if DEPTH in e]
     valid = np.concatenate(depths) if depths else np.zeros(0)
@@ -189,12 +190,10 @@ def preview_grid(
     rows = []
     for index, example in enumerate(examples):
         cells = [(example[IMAGE], "image")]
-        if SEMSEG in example:
-            cells.append((visualize.colorize_labels(example[SEMSEG], palette), "labels"))
-        if DEPTH in example:
-            cells.append((visualize.colorize_depth(example[DEPTH], vmin, vmax), "depth"))
-        if NORMALS in example:
-            cells.append((visualize.colorize_normals(example[NORMALS]), "normals"))
+        for task in ordered_tasks(example):
+            shared = (vmin, vmax) if task == DEPTH else (None, None)
+            title = "labels" if task == SEMSEG else task
+            cells.append((get_task(task).render(example[task], palette, shared), title))
         rows.append([visualize.titled(c, t) if index == 0 else c for c, t in cells])
     grid = visualize.make_grid(rows)
     extras = []

@@ -56,7 +56,7 @@ def _names(zoo) -> list[str]:
 
 
 def _list(zoo) -> int:
-    from ka_tf.metrics.names import HEADLINE_METRICS
+    from ka_tf.metrics.names import headline_metrics
 
     print(f"zoo: {FLAGS.zoo_dir or zoo.zoo_dir()}")
     header = f"{'entry':<16} {'task':<8} {'params':>9} {'MB':>5} {'train':>7}  test (baseline)"
@@ -69,7 +69,7 @@ def _list(zoo) -> int:
         figures = ", ".join(
             f"{key.split('/')[1]} {card['metrics']['test'][key]:.3f}"
             + (f" ({baseline[key]:.3f})" if key in baseline else "")
-            for key in HEADLINE_METRICS.get(entry.task, ())
+            for key in headline_metrics().get(entry.task, ())
             if key in card["metrics"]["test"]
         )
         print(

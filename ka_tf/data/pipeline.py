@@ -25,21 +25,25 @@ from typing import Any
 import gin
 import tensorflow as tf
 
-from ka_tf.constants import DEPTH, IGNORE_LABEL, IMAGE, NORMALS, SEMSEG
+from ka_tf.constants import IMAGE
 from ka_tf.errors import ConfigError
+from ka_tf.tasks import get_task, task_names
 
-# Value given to padded pixels, per key.
-_PAD_VALUES = {IMAGE: 0, SEMSEG: IGNORE_LABEL, DEPTH: 0.0, NORMALS: 0.0}
+
+def _pad_value(key: str) -> float:
+    """Value given to padded pixels: a label's task pad value, else 0 (the image)."""
+    return get_task(key).pad_value if key in task_names() else 0
 
 
 def flip_left_right(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Mirrors every map of ``element`` horizontally; normals get x negated."""
+    """Mirrors every map of ``element`` horizontally, each label by its task's rule
+    (normals get x negated)."""
     out = {}
     for key, value in element.items():
-        flipped = tf.reverse(value, axis=[1])  # [H, W, ...]: axis 1 is width
-        if key == NORMALS:
-            flipped = flipped * tf.constant([-1.0, 1.0, 1.0], dtype=flipped.dtype)
-        out[key] = flipped
+        if key in task_names():
+            out[key] = get_task(key).mirror(value, width_axis=1)
+        else:
+            out[key] = tf.reverse(value, axis=[1])  # [H, W, ...]: axis 1 is width
     return out
 
 
@@ -77,7 +81,7 @@ def random_scale_crop(
     for key, value in element.items():
         resized = _resize(value, key, tf.stack([new_h, new_w]))
         pad = [[0, canvas_h - new_h], [0, canvas_w - new_w]] + [[0, 0]] * (value.shape.rank - 2)
-        padded = tf.pad(resized, pad, constant_values=tf.cast(_PAD_VALUES.get(key, 0), value.dtype))
+        padded = tf.pad(resized, pad, constant_values=tf.cast(_pad_value(key), value.dtype))
         cropped = padded[top : top + height, left : left + width]
         out[key] = tf.ensure_shape(cropped, value.shape)
     return out

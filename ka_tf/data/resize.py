@@ -2,7 +2,7 @@
 
 Every loader turns its ``size``/``resize_mode``/``depth_method`` options into one
 call of :func:`resize_example` per element, so that all datasets treat each key the
-same way:
+same way, each label by its task's rule (:meth:`ka_tf.tasks.Task.resize_label`):
 
 - ``image``: bilinear (antialiased when shrinking), rounded back to uint8.
 - ``semseg``: nearest neighbour, so no label is ever blended (255 stays 255).
@@ -11,6 +11,7 @@ same way:
   valid, so invalid depth never bleeds into valid depth and stays 0.
 - ``normals``: bilinear over valid (non-zero) pixels, then renormalised to unit
   length; pixels with less than half a valid footprint stay 0.
+- a user's task: its own rule (nearest neighbour by default).
 
 Modes (``resize_mode``): ``"resize"`` stretches to ``size``; ``"center_crop"`` cuts
 the centre ``size`` window without scaling; ``"resize_crop"`` scales by one factor
@@ -32,14 +33,12 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from ka_tf.constants import DEPTH, IMAGE, NORMALS, SEMSEG, SIZE_DIVISOR
+from ka_tf.constants import IMAGE, SIZE_DIVISOR
 from ka_tf.errors import ConfigError, DataError
+from ka_tf.tasks import get_task, task_names
 
 RESIZE_MODES = ("resize", "center_crop", "resize_crop")
 DEPTH_METHODS = ("nearest", "masked")
-
-# Fraction of a resized pixel's footprint that must be valid for it to stay valid.
-_MIN_VALID_WEIGHT = 0.5
 
 
 def validate_size(size: Sequence[int] | None, option: str = "size") -> tuple[int, int] | None:
@@ -123,42 +122,18 @@ def _resize_image(image: tf.Tensor, hw: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), image.dtype)
 
 
-def _resize_nearest(values: tf.Tensor, hw: tf.Tensor) -> tf.Tensor:
-    return tf.image.resize(values[..., None], hw, method="nearest")[..., 0]
-
-
-def _masked_bilinear(values: tf.Tensor, valid: tf.Tensor, hw: tf.Tensor) -> tf.Tensor:
-    """Bilinear resize of ``values`` [H, W, C] using only ``valid`` [H, W] pixels."""
-    weight = tf.cast(valid, tf.float32)[..., None]
-    summed = tf.image.resize(values * weight, hw, method="bilinear")
-    total = tf.image.resize(weight, hw, method="bilinear")
-    mean = summed / tf.maximum(total, 1e-6)
-    return tf.where(total >= _MIN_VALID_WEIGHT, mean, tf.zeros_like(mean))
-
-
-def _resize_depth(depth: tf.Tensor, hw: tf.Tensor, depth_method: str) -> tf.Tensor:
-    if depth_method == "nearest":
-        return _resize_nearest(depth, hw)
-    return _masked_bilinear(depth[..., None], depth > 0, hw)[..., 0]
-
-
-def _resize_normals(normals: tf.Tensor, hw: tf.Tensor) -> tf.Tensor:
-    valid = tf.reduce_sum(tf.abs(normals), axis=-1) > 0
-    mean = _masked_bilinear(normals, valid, hw)
-    norm = tf.norm(mean, axis=-1, keepdims=True)
-    return tf.where(norm > 1e-6, mean / tf.maximum(norm, 1e-6), tf.zeros_like(mean))
+def _dense_keys(example: dict[str, tf.Tensor]) -> list[str]:
+    """The keys resized with the image: the image and every registered task's label."""
+    return [key for key in example if key == IMAGE or key in task_names()]
 
 
 def _resize_all(example: dict[str, tf.Tensor], hw: tf.Tensor, depth_method: str) -> dict:
     out = dict(example)
-    if IMAGE in out:
-        out[IMAGE] = _resize_image(out[IMAGE], hw)
-    if SEMSEG in out:
-        out[SEMSEG] = _resize_nearest(out[SEMSEG], hw)
-    if DEPTH in out:
-        out[DEPTH] = _resize_depth(out[DEPTH], hw, depth_method)
-    if NORMALS in out:
-        out[NORMALS] = _resize_normals(out[NORMALS], hw)
+    for key in _dense_keys(example):
+        if key == IMAGE:
+            out[key] = _resize_image(out[key], hw)
+        else:
+            out[key] = get_task(key).resize_label(out[key], hw, depth_method)
     return out
 
 
@@ -168,9 +143,8 @@ def _center_crop(example: dict[str, tf.Tensor], size: tuple[int, int]) -> dict:
     top = (shape[0] - size[0]) // 2
     left = (shape[1] - size[1]) // 2
     out = dict(example)
-    for key in (IMAGE, SEMSEG, DEPTH, NORMALS):
-        if key in out:
-            out[key] = out[key][top : top + size[0], left : left + size[1]]
+    for key in _dense_keys(example):
+        out[key] = out[key][top : top + size[0], left : left + size[1]]
     return out
 
 
@@ -210,9 +184,8 @@ def resize_example(
         raise ConfigError(
             f"unknown resize mode. Received: resize_mode={mode!r}. Expected one of {RESIZE_MODES}."
         )
-    for key in (IMAGE, SEMSEG, DEPTH, NORMALS):
-        if key in out:
-            out[key] = tf.ensure_shape(out[key], [height, width, *example[key].shape[2:]])
+    for key in _dense_keys(example):
+        out[key] = tf.ensure_shape(out[key], [height, width, *example[key].shape[2:]])
     return out
 
 

@@ -15,11 +15,11 @@ Example:
 
 from ka_tf.export.dense_export_module import (
     BAD_IMAGE_MESSAGE,
-    OUTPUT_NAMES,
     PREDICT_IMAGE_BYTES,
     SERVING_DEFAULT,
     SERVING_FLOAT,
     DenseExportModule,
+    output_names_for,
 )
 from ka_tf.export.exporter import REPORT_FILE, export_model, float32_model
 from ka_tf.export.formats import (
@@ -34,7 +34,6 @@ from ka_tf.export.runtimes import Runner, load_runner, resize_images, resize_out
 
 __all__ = [
     "BAD_IMAGE_MESSAGE",
-    "OUTPUT_NAMES",
     "PREDICT_IMAGE_BYTES",
     "REPORT_FILE",
     "SERVING_DEFAULT",
@@ -49,6 +48,7 @@ __all__ = [
     "format_names",
     "get_format",
     "load_runner",
+    "output_names_for",
     "parse_image_source",
     "register_format",
     "resize_images",

@@ -17,7 +17,8 @@ Every endpoint returns the same dict, keyed by output name:
 - ``depth``: float32 ``[N, H, W]`` metres;
 - ``normals``: float32 ``[N, H, W, 3]`` unit vectors;
 
-for the tasks the model has.
+for the tasks the model has (each task's :meth:`~ka_tf.tasks.Task.export_outputs`;
+a user's task adds its own).
 
 An input to ``predict_image_bytes`` that is not an image makes the call fail with an
 ``InvalidArgumentError`` whose message starts with :data:`BAD_IMAGE_MESSAGE`; the
@@ -32,13 +33,10 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from ka_tf.constants import DEPTH, NORMALS, SEMSEG, TASKS
 from ka_tf.errors import ModelFileError
 from ka_tf.models.unpooling import portable_unpooling
+from ka_tf.tasks import get_task, ordered_tasks, task_names
 
-SEMSEG_PROBS = "semseg_probs"
-# Output names in the order they are documented.
-OUTPUT_NAMES = (SEMSEG, SEMSEG_PROBS, DEPTH, NORMALS)
 INPUT_NAME = "images"
 SERVING_DEFAULT = "serving_default"
 PREDICT_IMAGE_BYTES = "predict_image_bytes"
@@ -53,33 +51,19 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def output_names_for(tasks: Sequence[str]) -> tuple[str, ...]:
     """The exported output names of a model with ``tasks``, in documented order."""
-    names = []
-    for task in TASKS:
-        if task in tasks:
-            names.extend([SEMSEG, SEMSEG_PROBS] if task == SEMSEG else [task])
-    return tuple(names)
+    return tuple(name for task in ordered_tasks(tasks) for name in get_task(task).export_names())
 
 
 def postprocess(outputs: dict, max_depth: float | None = None) -> dict[str, tf.Tensor]:
-    """Turns a ka_tf model's output dict into the exported outputs (see module docs).
+    """Turns a ka_tf model's output dict into the exported outputs (see module docs):
+    each task's :meth:`~ka_tf.tasks.Task.export_outputs`.
 
     With ``max_depth``, depth is clamped to ``[0, max_depth]`` metres: the valid range
     of the data, which also bounds the range a quantised output has to cover.
     """
     result = {}
-    if SEMSEG in outputs:
-        logits = tf.cast(outputs[SEMSEG], tf.float32)
-        result[SEMSEG] = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        result[SEMSEG_PROBS] = tf.nn.softmax(logits, axis=-1)
-    if DEPTH in outputs:
-        depth = tf.cast(outputs[DEPTH], tf.float32)
-        if depth.shape.rank == 4:
-            depth = depth[..., 0]
-        if max_depth is not None:
-            depth = tf.clip_by_value(depth, 0.0, float(max_depth))
-        result[DEPTH] = depth
-    if NORMALS in outputs:
-        result[NORMALS] = tf.cast(outputs[NORMALS], tf.float32)
+    for task in ordered_tasks(outputs):
+        result.update(get_task(task).export_outputs(outputs[task], max_depth=max_depth))
     return result
 
 
@@ -90,14 +74,15 @@ def model_tasks(model: keras.Model) -> tuple[str, ...]:
         ModelFileError: if the model's output is not a non-empty dict keyed by tasks.
     """
     output = getattr(model, "output", None)
-    if not isinstance(output, dict) or not output or set(output) - set(TASKS):
+    known = task_names()
+    if not isinstance(output, dict) or not output or set(output) - set(known):
         kind = sorted(output) if isinstance(output, dict) else type(output).__name__
         raise ModelFileError(
             f"model {model.name!r} is not a ka_tf dense-prediction model: its output is "
-            f"{kind}. Expected a dict keyed by tasks from {list(TASKS)} (as SegNet and "
+            f"{kind}. Expected a dict keyed by tasks from {list(known)} (as SegNet and "
             f"TargetNet return)."
         )
-    return tuple(task for task in TASKS if task in output)
+    return ordered_tasks(output)
 
 
 def _is_image(data: tf.Tensor) -> tf.Tensor:

@@ -239,23 +239,20 @@ def compare_outputs(
         ``max_abs_diff`` and ``max_rel_diff`` (max abs diff / max abs reference value)
         per float output, and ``semseg_agreement_pct``: % of pixels with the same class.
     """
-    from ka_tf.constants import SEMSEG
-
     if sorted(actual) != sorted(reference):
         raise ModelFileError(
             f"outputs {sorted(actual)} differ from the Keras model's {sorted(reference)}."
         )
     max_abs, max_rel = {}, {}
+    agreement = {}
     for name, ref in reference.items():
-        if name == SEMSEG:
+        if np.issubdtype(np.asarray(ref).dtype, np.integer):  # class ids: agreement
+            agreement[f"{name}_agreement_pct"] = float(100.0 * np.mean(actual[name] == ref))
             continue
         diff = float(np.max(np.abs(actual[name].astype(np.float64) - ref)))
         max_abs[name] = diff
         max_rel[name] = diff / max(float(np.max(np.abs(ref))), 1e-12)
-    report: dict[str, Any] = {"max_abs_diff": max_abs, "max_rel_diff": max_rel}
-    if SEMSEG in reference:
-        report["semseg_agreement_pct"] = float(100.0 * np.mean(actual[SEMSEG] == reference[SEMSEG]))
-    return report
+    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, **agreement}
 
 
 def evaluate_runner(

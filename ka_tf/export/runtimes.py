@@ -62,13 +62,14 @@ class Runner:
 
 
 def _ordered(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from ka_tf.export.dense_export_module import OUTPUT_NAMES
+    from ka_tf.export.dense_export_module import output_names_for
+    from ka_tf.tasks import task_names
 
-    return {name: outputs[name] for name in OUTPUT_NAMES if name in outputs}
+    return {name: outputs[name] for name in output_names_for(task_names()) if name in outputs}
 
 
 def _num_classes(output_shapes: dict[str, Sequence[Any]]) -> int | None:
-    from ka_tf.export.dense_export_module import SEMSEG_PROBS
+    from ka_tf.tasks.semseg import SEMSEG_PROBS
 
     shape = output_shapes.get(SEMSEG_PROBS)
     return None if shape is None else int(shape[-1])
@@ -326,8 +327,9 @@ def resize_outputs(outputs: dict[str, np.ndarray], size: Sequence[int]) -> dict[
     probabilities/depth bilinear, normals bilinear then renormalised."""
     import tensorflow as tf
 
-    from ka_tf.constants import NORMALS, SEMSEG
+    from ka_tf.tasks import get_task, task_names
 
+    owners = {name: task for task in task_names() for name in get_task(task).export_names()}
     size = tuple(int(s) for s in size)
     result = {}
     for name, value in outputs.items():
@@ -337,12 +339,6 @@ def resize_outputs(outputs: dict[str, np.ndarray], size: Sequence[int]) -> dict[
         tensor = tf.convert_to_tensor(value)
         if tensor.shape.rank == 3:
             tensor = tensor[..., None]
-        method = "nearest" if name == SEMSEG else "bilinear"
-        resized = tf.image.resize(tensor, size, method=method)
-        if name == SEMSEG:
-            resized = tf.cast(resized, value.dtype)
-        if name == NORMALS:
-            resized = tf.math.l2_normalize(resized, axis=-1, epsilon=1e-12)
-        resized = resized.numpy()
+        resized = get_task(owners[name]).resize_export(name, tensor, size).numpy()
         result[name] = resized[..., 0] if value.ndim == 3 else resized
     return result

@@ -1,6 +1,7 @@
 """Loss terms keyed by task, as ``keras.losses.Loss`` objects (Keras scales them per replica).
 
-:func:`build_loss` is the one factory, bound from gin by name:
+:func:`build_loss` is the one factory, bound from gin by name; each task's module
+(:mod:`ka_tf.tasks`) lists its losses. The built-in tasks offer:
 
 | task | names |
 | --- | --- |
@@ -16,7 +17,6 @@ from typing import Any
 import gin
 import keras
 
-from ka_tf.constants import DEPTH, NORMALS, SEMSEG
 from ka_tf.errors import ConfigError
 from ka_tf.losses.depth_losses import BerHu, DepthL1, ScaleInvariantLogLoss
 from ka_tf.losses.feature_losses import FeatureMSE
@@ -27,21 +27,6 @@ from ka_tf.losses.semseg_losses import (
     SoftTargetKLDivergence,
 )
 
-LOSSES: dict[str, dict[str, Any]] = {
-    SEMSEG: {
-        "ce": SemsegCrossEntropy,
-        "kl": SoftTargetKLDivergence,
-        "hard_ce": HardTargetCrossEntropy,
-    },
-    DEPTH: {
-        "l1": lambda **kw: DepthL1(log_space=False, **kw),
-        "log_l1": lambda **kw: DepthL1(log_space=True, **kw),
-        "berhu": BerHu,
-        "silog": ScaleInvariantLogLoss,
-    },
-    NORMALS: {"cosine": CosineDistance},
-}
-
 
 @gin.configurable
 def build_loss(task: str, name: str, **kwargs: Any) -> keras.losses.Loss:
@@ -50,15 +35,14 @@ def build_loss(task: str, name: str, **kwargs: Any) -> keras.losses.Loss:
     Example:
         >>> build_loss("semseg", "kl", temperature=2.0)
     """
-    if task not in LOSSES:
+    from ka_tf.tasks import get_task
+
+    losses = get_task(task).losses()  # an unknown task is a ConfigError naming the known ones
+    if name not in losses:
         raise ConfigError(
-            f"unknown task. Received: task={task!r}. Expected one of {sorted(LOSSES)}."
+            f"unknown {task} loss. Received: name={name!r}. Expected one of {sorted(losses)}."
         )
-    if name not in LOSSES[task]:
-        raise ConfigError(
-            f"unknown {task} loss. Received: name={name!r}. Expected one of {sorted(LOSSES[task])}."
-        )
-    return LOSSES[task][name](**kwargs)
+    return losses[name](**kwargs)
 
 
 __all__ = [

@@ -18,10 +18,11 @@ from ka_tf.metrics.dense_metrics import DenseMetrics, compute_metrics
 from ka_tf.metrics.depth import DepthAccumulator
 from ka_tf.metrics.headline import DELTA_M, DELTA_M_TASKS, relative_change
 from ka_tf.metrics.names import (
-    LOWER_IS_BETTER,
-    METRIC_NAMES,
-    PRIMARY_METRICS,
+    headline_metrics,
     higher_is_better,
+    lower_is_better_metrics,
+    metric_names,
+    primary_metrics,
 )
 from ka_tf.metrics.normals import NormalsAccumulator
 from ka_tf.metrics.semseg import SemsegAccumulator
@@ -30,9 +31,6 @@ from ka_tf.metrics.table import format_markdown_table, format_table
 __all__ = [
     "DELTA_M",
     "DELTA_M_TASKS",
-    "LOWER_IS_BETTER",
-    "METRIC_NAMES",
-    "PRIMARY_METRICS",
     "DenseMetrics",
     "DepthAccumulator",
     "NormalsAccumulator",
@@ -40,6 +38,10 @@ __all__ = [
     "compute_metrics",
     "format_markdown_table",
     "format_table",
+    "headline_metrics",
     "higher_is_better",
+    "lower_is_better_metrics",
+    "metric_names",
+    "primary_metrics",
     "relative_change",
 ]

@@ -16,23 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from ka_tf.constants import DEPTH, NORMALS, SEMSEG, TASKS
 from ka_tf.errors import ConfigError, DataError
 from ka_tf.metrics.depth import DEFAULT_MIN_DEPTH, DepthAccumulator
-from ka_tf.metrics.names import METRIC_NAMES
-from ka_tf.metrics.normals import NormalsAccumulator
-from ka_tf.metrics.semseg import SemsegAccumulator
+from ka_tf.metrics.names import metric_names
+from ka_tf.tasks import get_task, ordered_tasks, task_names
 
 
 def _check_tasks(tasks: Iterable[str]) -> tuple[str, ...]:
     tasks = tuple(tasks)
-    unknown = [task for task in tasks if task not in TASKS]
+    known = task_names()
+    unknown = [task for task in tasks if task not in known]
     if unknown or not tasks:
         raise ConfigError(
             f"unknown or empty task list. Received: tasks={list(tasks)}. "
-            f"Expected a non-empty subset of {list(TASKS)}."
+            f"Expected a non-empty subset of {list(known)}."
         )
-    return tuple(task for task in TASKS if task in tasks)
+    return ordered_tasks(tasks)
 
 
 class DenseMetrics:
@@ -77,21 +76,11 @@ class DenseMetrics:
         return self._tasks
 
     def _build(self, tasks: tuple[str, ...]) -> None:
-        factories = {
-            SEMSEG: lambda: self._semseg_accumulator(),
-            DEPTH: lambda: DepthAccumulator(self.min_depth, self.max_depth),
-            NORMALS: NormalsAccumulator,
+        self._accumulators = {
+            task: get_task(task).accumulator(self.num_classes, self.min_depth, self.max_depth)
+            for task in tasks
         }
-        self._accumulators = {task: factories[task]() for task in tasks}
         self._tasks = tasks
-
-    def _semseg_accumulator(self) -> SemsegAccumulator:
-        if self.num_classes is None:
-            raise ConfigError(
-                "semseg metrics need num_classes. Received: num_classes=None. Pass the "
-                "number of classes (the semseg logits' last dimension)."
-            )
-        return SemsegAccumulator(self.num_classes)
 
     def update(self, predictions: Mapping[str, Any], targets: Mapping[str, Any]) -> None:
         """Adds one batch.
@@ -104,13 +93,14 @@ class DenseMetrics:
         Raises:
             DataError: unknown prediction keys, a task missing from a batch, or bad arrays.
         """
-        unknown = sorted(set(predictions) - set(TASKS))
+        known = task_names()
+        unknown = sorted(set(predictions) - set(known))
         if unknown:
             raise DataError(
-                f"predictions have unknown keys {unknown}. Expected task keys from {list(TASKS)}."
+                f"predictions have unknown keys {unknown}. Expected task keys from {list(known)}."
             )
         if self._tasks is None:
-            found = tuple(task for task in TASKS if task in predictions and task in targets)
+            found = ordered_tasks(task for task in predictions if task in targets)
             if not found:
                 raise DataError(
                     f"no task to evaluate: predictions have {sorted(predictions)} and targets "
@@ -141,7 +131,7 @@ class DenseMetrics:
         merged: dict[str, float] = {}
         for accumulator in self._accumulators.values():
             merged.update(accumulator.result())
-        return {name: float(merged[name]) for name in METRIC_NAMES if name in merged}
+        return {name: float(merged[name]) for name in metric_names() if name in merged}
 
     def reset(self) -> None:
         """Forgets every batch (tasks given to the constructor are kept)."""

@@ -2,7 +2,7 @@
 
 For a metric ``M`` with student value ``S`` and teacher value ``T`` the relative
 change is ``sign * (S - T) / T`` with ``sign = -1`` for lower-is-better metrics
-(:data:`~ka_tf.metrics.names.LOWER_IS_BETTER`: rmse, abs_rel, sq_rel, rmse_log,
+(:func:`~ka_tf.metrics.names.lower_is_better_metrics`: rmse, abs_rel, sq_rel, rmse_log,
 log10, mean_angle, median_angle) and ``+1`` otherwise, so a positive value always
 means "the student is better". Values are fractions (0.05 = +5 %).
 
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ka_tf.errors import DataError
-from ka_tf.metrics.names import LOWER_IS_BETTER, METRIC_NAMES, PRIMARY_METRICS
+from ka_tf.metrics.names import lower_is_better_metrics, metric_names, primary_metrics
 
 DELTA_M = "delta_m"
 DELTA_M_TASKS = "delta_m_tasks"
@@ -50,13 +50,14 @@ def relative_change(student: Mapping[str, float], teacher: Mapping[str, float]) 
         >>> relative_change({"depth/rmse": 0.5}, {"depth/rmse": 1.0})
         {'depth/rmse': 0.5, 'delta_m': 0.5, 'delta_m_tasks': 0.5}
     """
-    shared = [name for name in METRIC_NAMES if name in student and name in teacher]
+    shared = [name for name in metric_names() if name in student and name in teacher]
     if not shared:
         raise DataError(
             f"student and teacher share no known metric: student has {sorted(student)}, "
             f"teacher has {sorted(teacher)}."
         )
     changes: dict[str, float] = {}
+    lower_is_better = lower_is_better_metrics()
     for name in shared:
         base, value = float(teacher[name]), float(student[name])
         if base == 0 or not np.isfinite(base) or not np.isfinite(value):
@@ -64,11 +65,11 @@ def relative_change(student: Mapping[str, float], teacher: Mapping[str, float]) 
                 f"cannot compute the relative change of {name}: teacher={base}, "
                 f"student={value}. Expected finite values and a non-zero teacher value."
             )
-        sign = -1.0 if name in LOWER_IS_BETTER else 1.0
+        sign = -1.0 if name in lower_is_better else 1.0
         changes[name] = sign * (value - base) / base
     result = dict(changes)
     result[DELTA_M] = float(np.mean(list(changes.values())))
-    primary = [changes[name] for name in PRIMARY_METRICS.values() if name in changes]
+    primary = [changes[name] for name in primary_metrics().values() if name in changes]
     if primary:
         result[DELTA_M_TASKS] = float(np.mean(primary))
     return result

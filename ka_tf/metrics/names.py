@@ -1,26 +1,37 @@
-"""The metric keys ka_tf reports, their order, and which direction is better."""
+"""The metric keys ka_tf reports, their order, and which direction is better.
+
+Each task declares its metrics (:meth:`ka_tf.tasks.Task.metrics`); these functions
+read every registered task, in registration order (semseg, depth, normals, then
+the user's).
+"""
 
 from __future__ import annotations
 
-from ka_tf.metrics.depth import ABS_REL, DELTA1, DEPTH_METRICS, LOG10, RMSE, RMSE_LOG, SQ_REL
-from ka_tf.metrics.normals import MEAN_ANGLE, MEDIAN_ANGLE, NORMALS_METRICS, WITHIN_11
-from ka_tf.metrics.semseg import MIOU, PIXEL_ACC, SEMSEG_METRICS
 
-# Every metric key in report order (semseg, depth, normals).
-METRIC_NAMES = (*SEMSEG_METRICS, *DEPTH_METRICS, *NORMALS_METRICS)
+def _task_metrics():
+    from ka_tf.tasks import get_task, task_names
 
-# Errors: lower is better. Every other known metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({RMSE, ABS_REL, SQ_REL, RMSE_LOG, LOG10, MEAN_ANGLE, MEDIAN_ANGLE})
+    return {name: get_task(name).metrics() for name in task_names()}
 
-# One metric per task, for the Multi-Task-Learning-PyTorch form of the headline.
-PRIMARY_METRICS = {"semseg": MIOU, "depth": RMSE, "normals": MEAN_ANGLE}
 
-# The metrics a task is judged on in the zoo table and the study's verdict.
-HEADLINE_METRICS = {
-    "semseg": (MIOU, PIXEL_ACC),
-    "depth": (ABS_REL, RMSE, DELTA1),
-    "normals": (MEAN_ANGLE, WITHIN_11),
-}
+def metric_names() -> tuple[str, ...]:
+    """Every metric key in report order."""
+    return tuple(name for metrics in _task_metrics().values() for name in metrics.names)
+
+
+def lower_is_better_metrics() -> frozenset[str]:
+    """The error metrics (lower is better); every other known metric is higher-is-better."""
+    return frozenset().union(*(metrics.lower_is_better for metrics in _task_metrics().values()))
+
+
+def primary_metrics() -> dict[str, str]:
+    """One metric per task, for the Multi-Task-Learning-PyTorch form of the headline."""
+    return {task: metrics.primary for task, metrics in _task_metrics().items()}
+
+
+def headline_metrics() -> dict[str, tuple[str, ...]]:
+    """The metrics a task is judged on in the zoo table and the study's verdict."""
+    return {task: metrics.headline for task, metrics in _task_metrics().items()}
 
 
 def task_of(metric: str) -> str:
@@ -30,6 +41,6 @@ def task_of(metric: str) -> str:
 
 def higher_is_better(metric: str) -> bool | None:
     """True/False for a known metric, None for one ka_tf does not know the direction of."""
-    if metric not in METRIC_NAMES:
+    if metric not in metric_names():
         return None
-    return metric not in LOWER_IS_BETTER
+    return metric not in lower_is_better_metrics()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ka_tf.metrics.names import METRIC_NAMES, higher_is_better
+from ka_tf.metrics.names import higher_is_better, metric_names
 
 MISSING = "-"
 
@@ -17,10 +17,11 @@ def _columns(rows: Mapping[str, Mapping[str, float]], metrics: Sequence[str] | N
     if metrics is not None:
         return list(metrics)
     seen = {name for values in rows.values() for name in values}
-    known = [name for name in METRIC_NAMES if name in seen]
+    ordered = metric_names()
+    known = [name for name in ordered if name in seen]
     extra: list[str] = []
     for values in rows.values():
-        extra += [name for name in values if name not in METRIC_NAMES and name not in extra]
+        extra += [name for name in values if name not in ordered and name not in extra]
     return known + extra
 
 

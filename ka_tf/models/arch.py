@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ka_tf.constants import DEPTH, NORMALS, SEMSEG
 from ka_tf.errors import ConfigError
 
 # Convolutions per encoder block (down1..down5) for each VGG variant.
@@ -45,20 +44,11 @@ def scaled_channels(channels: Sequence[int], width_multiplier: float = 1.0) -> t
 
 
 def output_channels(task: str, num_classes: int | None) -> int:
-    """Channels of a task head: C logits, 1 depth map, or 3 normal components."""
-    if task == SEMSEG:
-        if not num_classes or num_classes < 2:
-            raise ConfigError(
-                f"semseg needs num_classes >= 2. Received: num_classes={num_classes}."
-            )
-        return int(num_classes)
-    if task == DEPTH:
-        return 1
-    if task == NORMALS:
-        return 3
-    raise ConfigError(
-        f"unknown task. Received: task={task!r}. Expected one of {(SEMSEG, DEPTH, NORMALS)}."
-    )
+    """Channels of a task head (:meth:`ka_tf.tasks.Task.head_channels`): C logits for
+    semseg, 1 for depth, 3 for normals."""
+    from ka_tf.tasks import get_task
+
+    return get_task(task).head_channels(num_classes)
 
 
 def candidate_channels(channels: Sequence[int]) -> tuple[int, ...]:

@@ -13,12 +13,13 @@ import keras
 import tensorflow as tf
 
 from ka_tf import config
-from ka_tf.constants import IMAGE, SEMSEG
+from ka_tf.constants import IMAGE
 from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models import SegNet
 from ka_tf.models.arch import DEFAULT_CHANNELS
 from ka_tf.optim import build_optimizer
+from ka_tf.tasks import get_task
 from ka_tf.training.checkpoint import TrainingCheckpoint
 from ka_tf.training.phase import execution_steps, run_phase
 
@@ -92,7 +93,7 @@ def _baseline_report(
     from ka_tf.baselines import fit_constant_baseline
     from ka_tf.evaluation import evaluate_model
 
-    classes = int(teacher.output[task].shape[-1]) if task == SEMSEG else None
+    classes = get_task(task).num_classes(tuple(teacher.output[task].shape))
     baseline = fit_constant_baseline(train, task, num_classes=classes, max_batches=batches)
     metrics = evaluate_model(
         baseline.model(), test, tasks=[task], max_batches=eval_max_batches, progress=False

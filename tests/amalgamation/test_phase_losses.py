@@ -23,3 +23,27 @@ def test_demo_gin_uses_kl_block_wise_and_hard_ce_in_fine_tuning():
     assert blockwise["semseg"].temperature == 2.0
     assert isinstance(finetune["semseg"], HardTargetCrossEntropy)
     assert type(blockwise["depth"]) is type(finetune["depth"])
+
+
+def test_losses_are_a_dict_by_task_with_defaults_and_checked_names():
+    import pytest
+
+    from ka_tf.errors import ConfigError
+    from ka_tf.losses.depth_losses import DepthL1
+    from ka_tf.losses.normals_losses import CosineDistance
+
+    built = distillation_losses(
+        ("semseg", "depth", "normals"),
+        losses={"semseg": "kl"},
+        loss_options={"semseg.kl": {"temperature": 4.0}},
+    )
+    assert isinstance(built["semseg"], SoftTargetKLDivergence)
+    assert built["semseg"].temperature == 4.0
+    # Tasks not named get their task's default loss.
+    assert isinstance(built["depth"], DepthL1) and isinstance(built["normals"], CosineDistance)
+    with pytest.raises(ConfigError, match=r"unknown depth loss .*depth='l2'.*log_l1"):
+        distillation_losses(("depth",), losses={"depth": "l2"})
+    with pytest.raises(ConfigError, match=r"unknown task.*'edges'"):
+        distillation_losses(("depth",), losses={"edges": "l1"})
+    with pytest.raises(ConfigError, match=r"'semseg.kll' names no loss"):
+        distillation_losses(("semseg",), loss_options={"semseg.kll": {}})
