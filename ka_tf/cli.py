@@ -83,32 +83,18 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 def exit_now(code: int) -> None:
     """Flushes stdout/stderr and ends the process at once with ``code``.
 
-    Used by the workers of a multi-worker run only (``TF_CONFIG`` set, or a strategy
-    running): TensorFlow's shutdown of the coordination service there prints its own
-    error lines after ours ("Shutdown() was called while coordination agent is in
-    error state") and can wait for peers that are gone. Everywhere else a tool exits
-    normally (:func:`exit_with`). Everything ka_tf writes is written atomically, so
-    nothing is lost by skipping the shutdown.
+    An error raised while a ``tf.data`` pipeline is being iterated leaves its
+    background threads blocked, and a normal ``sys.exit`` then hangs in interpreter
+    shutdown after the error line was printed: with the old generator loaders in about
+    one run in three; with Python reads inside ``tf.data`` (``tf.py_function``, as the
+    NYUv2 loader does) every time in the bad-input corpus. In a multi-worker run,
+    TensorFlow's coordination-service shutdown also prints its own error lines after
+    ours. Everything ka_tf writes is written atomically, so nothing is lost by
+    skipping the shutdown.
     """
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def exit_with(code: int) -> None:
-    """Ends the tool with ``code``: a normal exit, or :func:`exit_now` in a worker of a
-    multi-worker run.
-
-    (Until the real-data loaders decoded in ``tf.data`` ops rather than in a Python
-    generator, a normal exit after an error found while iterating hung in about one run
-    in three; every error exit was ``os._exit``. It no longer hangs: 0 of 24 runs of
-    the corrupt-JPEG case, against 1 of 6 on the generator loaders.)
-    """
-    if "TF_CONFIG" in os.environ or _distributed_context() is not None:
-        exit_now(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
 
 
 # gin appends "In call to configurable 'name' (<function name at 0x...>)" to errors
@@ -124,7 +110,7 @@ def _error_line(message: object) -> str:
 def fail(message: str) -> None:
     """Prints ``error: <message>`` as one line on stderr and exits with status 2."""
     print(_error_line(message), file=sys.stderr)
-    exit_with(EXIT_USAGE)
+    exit_now(EXIT_USAGE)
 
 
 _HELP_FLAGS = ("--help", "-help", "--helpshort", "--helpfull", "--helpxml", "-h", "-?")
@@ -167,7 +153,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         except TrainingError as error:
             context = _distributed_context()
             print(_error_line(f"{context}: {error}" if context else error), file=sys.stderr)
-            exit_with(1)
+            exit_now(1)
         except Exception as error:
             # In a distributed run, every worker ends with one line naming the strategy,
             # the worker, the phase and the cause (the traceback at --verbosity=1): with
