@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-test
 PIP_INSTALL := $(PY) -m pip install --quiet -c requirements/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-3task test test-slow test-all test-matrix lint format clean venv wheel
+.PHONY: demo demo-3task test test-slow test-all test-extended test-matrix lint format clean venv wheel
 
 venv: $(STAMP)
 
@@ -50,7 +50,12 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q --run-slow -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q --run-slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q --run-slow --run-extended $(PYTEST_ARGS)
+
+# Slow checks beyond CI's time budget: every recipe's one-step run, every zoo card
+# re-scored, the benchmark harness end to end.
+test-extended: $(STAMP)
+	$(PY) -m pytest -q --run-slow --run-extended -m extended $(PYTEST_ARGS)
 
 # Every shipped recipe under every strategy (CI runs two of the fifteen cells).
 test-matrix: $(STAMP)

@@ -18,6 +18,11 @@ tf.config.set_logical_device_configuration(
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
     parser.addoption(
+        "--run-extended",
+        action="store_true",
+        help="also run the slow checks beyond CI's time budget (make test-extended)",
+    )
+    parser.addoption(
         "--run-matrix",
         action="store_true",
         help="also run the strategy-matrix cells outside CI's subset (make test-matrix)",
@@ -27,11 +32,14 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     skip_slow = pytest.mark.skip(reason="slow: run with --run-slow (make test-all)")
     skip_matrix = pytest.mark.skip(reason="strategy-matrix cell: run with make test-matrix")
+    skip_extended = pytest.mark.skip(reason="beyond CI's time budget: run with make test-extended")
     for item in items:
         if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(skip_slow)
         elif "matrix" in item.keywords and not config.getoption("--run-matrix"):
             item.add_marker(skip_matrix)
+        elif "extended" in item.keywords and not config.getoption("--run-extended"):
+            item.add_marker(skip_extended)
 
 
 @pytest.fixture(autouse=True)

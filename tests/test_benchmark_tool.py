@@ -73,6 +73,7 @@ def test_synth_section_writes_json(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the harness end to end: beyond CI's time budget
 def test_inference_keras_and_machine_sections(tmp_path):
     """End to end (builds the models, traces 6 forwards): ~30-60 s on a loaded 2-core box."""
     report = _run_bench(
@@ -259,6 +260,7 @@ def test_timing_worker_runs_alternate_with_local_runs():
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the harness end to end: beyond CI's time budget
 def test_training_section(tmp_path):
     report = _run_bench(tmp_path, "--sections=training", "--noxla")
     training = report["training"]
@@ -275,6 +277,7 @@ def test_training_section(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the harness end to end: beyond CI's time budget
 def test_inference_every_runtime(tmp_path):
     report = _run_bench(tmp_path, "--sections=inference")
     runs = report["inference"]["runs"]
@@ -294,6 +297,7 @@ def test_inference_every_runtime(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the harness end to end: beyond CI's time budget
 def test_compare_pytorch(tmp_path):
     report = _run_bench(tmp_path, "--sections=machine", "--matmul_size=128", "--compare_pytorch")
     torch_part = report["pytorch"]
@@ -316,6 +320,7 @@ def test_compare_pytorch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the harness end to end: beyond CI's time budget
 def test_demo_failure_is_recorded_with_its_wall_time(tmp_path):
     """--demo runs tools/demo.py; a failing demo (bad binding) is recorded, not hidden."""
     report = _run_bench(

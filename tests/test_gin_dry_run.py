@@ -32,16 +32,33 @@ FRAGMENT_CONTEXT = {
     "gin/amalgamation/synth.gin": ["gin/demo.gin"],
     "gin/amalgamation/small_student.gin": ["gin/street_zoo.gin"],
 }
-# The default suite dry-runs one teacher file and the demo; the rest (real-data files
-# included) are marked slow and run in CI (make test-slow).
+# The default suite dry-runs one teacher file and the demo; CI's slow suite (make
+# test-slow) one more file per kind of run (another task, each real-data loader, three
+# tasks); the rest are in the extended tier (make test-extended), for CI's time budget.
 FAST = {
     "gin/teachers/synth_street_semseg.gin",
     "gin/demo.gin",
 }
+CI_SLOW = {
+    "gin/teachers/synth_indoor_normals.gin",
+    "gin/teachers/nyuv2_depth.gin",
+    "gin/teachers/cityscapes_semseg.gin",
+    "gin/cityscapes.gin",
+    "gin/nyuv2.gin",
+    "gin/synth_indoor_3task.gin",
+}
 
 
 def _marked(files):
-    return [f if f in FAST else pytest.param(f, marks=pytest.mark.slow) for f in files]
+    return [
+        f
+        if f in FAST
+        else pytest.param(
+            f,
+            marks=(pytest.mark.slow,) if f in CI_SLOW else (pytest.mark.slow, pytest.mark.extended),
+        )
+        for f in files
+    ]
 
 
 TEACHER_FILES = [f for f in ALL_FILES if f.startswith("gin/teachers/")]

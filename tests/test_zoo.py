@@ -74,8 +74,14 @@ def zoo_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("zoo_cache"))
 
 
-@pytest.mark.slow  # renders the 500-frame 128x256 test split (~1 min) and scores each teacher
-@pytest.mark.parametrize("name", SHIPPED)
+# CI re-scores one card (rendering the 500-frame 128x256 test split, ~1 min, then
+# scoring); the other cards are in the extended tier (make test-extended), for CI's
+# time budget. Every card's files are checked against their hashes in the default suite.
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [n if n == "street_semseg" else pytest.param(n, marks=pytest.mark.extended) for n in SHIPPED],
+)
 def test_shipped_entry_reproduces_its_card_on_test(name, zoo_cache, monkeypatch):
     monkeypatch.setenv("KA_TF_CACHE", zoo_cache)
     entry = zoo.load_entry(name, os.path.join(REPO_ROOT, "zoo"))
