@@ -40,7 +40,8 @@ DEPTH_METRICS = (ABS_REL, SQ_REL, RMSE, RMSE_LOG, LOG10, DELTA1, DELTA2, DELTA3)
 
 DEFAULT_MIN_DEPTH = 1e-3
 _DELTA_BASE = 1.25
-_SUMS = ("count", "abs_rel", "sq_rel", "sq_err", "sq_log", "abs_log10", "d1", "d2", "d3")
+# The pooled sums behind the metrics (also the columns of a per-image statistics row).
+SUM_KEYS = ("count", "abs_rel", "sq_rel", "sq_err", "sq_log", "abs_log10", "d1", "d2", "d3")
 
 
 def _check_range(min_depth: float, max_depth: float | None) -> tuple[float, float | None]:
@@ -172,7 +173,7 @@ class DepthAccumulator:
 
     def __init__(self, min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float | None = None):
         self.min_depth, self.max_depth = _check_range(min_depth, max_depth)
-        self.sums = dict.fromkeys(_SUMS, 0.0)
+        self.sums = dict.fromkeys(SUM_KEYS, 0.0)
 
     def update(self, predictions: np.ndarray, targets: np.ndarray) -> None:
         """Adds one batch of predicted and target depths (same shape, metres)."""
@@ -186,4 +187,4 @@ class DepthAccumulator:
 
     def reset(self) -> None:
         """Forgets every batch seen so far."""
-        self.sums = dict.fromkeys(_SUMS, 0.0)
+        self.sums = dict.fromkeys(SUM_KEYS, 0.0)

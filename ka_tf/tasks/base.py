@@ -43,6 +43,7 @@ class Task:
         mirror_signs: Per-channel signs applied after mirroring a map left-right (a
             vector's x flips), or None when mirroring only moves pixels.
         default_loss: The distillation loss used when a recipe names none.
+        output_form: What a one-channel output holds, for messages (``"metres "``).
     """
 
     name: str = ""
@@ -51,6 +52,7 @@ class Task:
     pad_value: float = 0.0
     mirror_signs: tuple[float, ...] | None = None
     default_loss: str = ""
+    output_form: str = ""
 
     # --- Head ---------------------------------------------------------------------
 
@@ -113,7 +115,7 @@ class Task:
         if output.shape.rank != 3:
             raise ModelFileError(
                 f"model {model_name!r}: {self.name} output has shape {tuple(output.shape)}. "
-                f"Expected [B, H, W] (or [B, H, W, 1])."
+                f"Expected {self.output_form}[B, H, W] (or [B, H, W, 1])."
             )
         return tf.cast(output, tf.float32)
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 from keras import ops
 
 from ka_tf.constants import IGNORE_LABEL
-from ka_tf.errors import DataError, ModelFileError
+from ka_tf.errors import DataError
 from ka_tf.losses.masking import masked_mean_per_sample
 from ka_tf.tasks.base import Task, TaskMetrics
 
@@ -159,6 +159,7 @@ class BinarySegmentation(Task):
 
     pad_value = float(IGNORE_LABEL)
     default_loss = "bce"
+    output_form = "foreground probabilities "
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -168,16 +169,6 @@ class BinarySegmentation(Task):
 
     def losses(self):
         return {"bce": MaskBinaryCrossEntropy, "l1": MaskL1}
-
-    def metric_prediction(self, output: tf.Tensor, model_name: str) -> tf.Tensor:
-        if output.shape.rank == 4 and output.shape[-1] == 1:
-            output = output[..., 0]
-        if output.shape.rank != 3:
-            raise ModelFileError(
-                f"model {model_name!r}: {self.name} output has shape {tuple(output.shape)}. "
-                f"Expected foreground probabilities [B, H, W] (or [B, H, W, 1])."
-            )
-        return tf.cast(output, tf.float32)
 
     def metrics(self) -> TaskMetrics:
         iou, f_measure, mae = (f"{self.name}/{m}" for m in ("iou", "f_measure", "mae"))

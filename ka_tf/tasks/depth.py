@@ -13,8 +13,6 @@ from ka_tf.tasks.base import Task, TaskMetrics
 
 # Raw log-depth is clipped before exp so a diverging head cannot overflow.
 _LOG_DEPTH_CLIP = 12.0
-# The per-image sums of the depth metrics, in the order of a statistics row.
-_STATISTICS = ("count", "abs_rel", "sq_rel", "sq_err", "sq_log", "abs_log10", "d1", "d2", "d3")
 # Fraction of a resized pixel's footprint that must be valid for it to stay valid.
 MIN_VALID_WEIGHT = 0.5
 
@@ -39,6 +37,7 @@ class Depth(Task):
     """
 
     name = DEPTH
+    output_form = "metres "
     pad_value = 0.0
     default_loss = "log_l1"
 
@@ -84,13 +83,13 @@ class Depth(Task):
         from ka_tf.metrics import depth as depth_lib
 
         sums = depth_lib.depth_sums(prediction, target, min_depth, max_depth)
-        return np.array([sums[key] for key in _STATISTICS], np.float64)
+        return np.array([sums[key] for key in depth_lib.SUM_KEYS], np.float64)
 
     def pooled_metrics(self, summed: np.ndarray) -> dict[str, float]:
         from ka_tf.metrics import depth as depth_lib
 
         return depth_lib.metrics_from_sums(
-            dict(zip(_STATISTICS, (float(v) for v in summed), strict=True))
+            dict(zip(depth_lib.SUM_KEYS, (float(v) for v in summed), strict=True))
         )
 
     def baseline_constant(self, sums: np.ndarray, pixels: int, num_classes: int | None):

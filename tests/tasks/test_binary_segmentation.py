@@ -14,7 +14,7 @@ from ka_tf import config
 from ka_tf.amalgamation.run import amalgamate, distillation_losses
 from ka_tf.baselines import fit_constant_baseline
 from ka_tf.data import pipeline, resize
-from ka_tf.errors import ConfigError, DataError
+from ka_tf.errors import ConfigError, DataError, ModelFileError
 from ka_tf.evaluation import evaluate_model
 from ka_tf.export.dense_export_module import output_names_for, postprocess
 from ka_tf.export.runtimes import resize_outputs
@@ -110,6 +110,8 @@ def test_evaluation_baseline_export_and_picture():
     assert bigger[TASK].shape == (1, 64, 128) and bigger[TASK].dtype == np.int32
     picture = get_task(TASK).render(outputs["person_probs"].numpy()[0])
     assert picture.shape == (32, 64, 3) and picture.dtype == np.uint8
+    with pytest.raises(ModelFileError, match=r"person output .*Expected foreground probab"):
+        get_task(TASK).metric_prediction(tf.zeros((1, 32, 64, 2)), "two_channels")
 
 
 @pytest.mark.slow  # ~1 min on 2 cores: six phases traced
