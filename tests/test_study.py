@@ -138,5 +138,5 @@ def test_study_tool_writes_the_schema(tmp_path):
     student = json.loads((out / "student_s1" / "amalgamation_report.json").read_text())
     assert student["student"]["width_multiplier"] == 0.21875
     assert control["student"]["width_multiplier"] == 1 / 16
-    assert control["student"]["branches"] == "copied"
+    assert control["student"]["branches"] == {"depth": "copied"}
     assert (out / "study.md").read_text().startswith("# Study: street, 2 seeds")

@@ -13,6 +13,7 @@ from ka_tf.errors import ConfigError
 from ka_tf.losses import FeatureMSE
 from ka_tf.models.channel_coding import ChannelCoding
 from ka_tf.tasks import get_task
+from ka_tf.teachers import SPLITTABLE, teacher_tier
 
 MODES = ("blockwise", "finetune")
 
@@ -86,7 +87,9 @@ class Amalgamator(keras.Model):
 
     Args:
         student: The student model (a TargetNet).
-        teachers: Task → frozen teacher (a SegNet or a finished TargetNet).
+        teachers: Task → frozen teacher: a SegNet or a finished TargetNet (splittable),
+            or, in ``finetune`` mode only, an output-only teacher
+            (:class:`~ka_tf.teachers.OutputOnlyTeacher`).
         losses: Task → distillation loss (``keras.losses.Loss``) to the teacher output.
         mode: ``"blockwise"`` or ``"finetune"``.
         block: Branch candidate trained in ``blockwise`` mode.
@@ -119,6 +122,15 @@ class Amalgamator(keras.Model):
             )
         if mode == "blockwise" and (block is None or coders is None):
             raise ConfigError("mode='blockwise' needs block and coders.")
+        if mode == "blockwise":
+            for task, teacher in teachers.items():
+                if teacher_tier(teacher) != SPLITTABLE:
+                    raise ConfigError(
+                        f"the {task!r} teacher is {teacher_tier(teacher)}: the block-wise phase "
+                        f"projects through a teacher's decoder, which only a splittable ka_tf "
+                        f"teacher has. Bind amalgamate.blockwise_steps = 0 and "
+                        f"amalgamate.branch_points."
+                    )
         for teacher in teachers.values():
             teacher.trainable = False
         self.student = student
@@ -198,21 +210,28 @@ class Amalgamator(keras.Model):
             by_model.setdefault(id(teacher), []).append(task)
         for tasks in by_model.values():
             teacher = self.teachers[tasks[0]]
-            inter = teacher.forward_intermediates(images, training=False)
+            # Switches and features exist only where the block-wise phase needs them.
+            splittable = teacher_tier(teacher) == SPLITTABLE and self.mode == "blockwise"
+            if splittable:
+                inter = teacher.forward_intermediates(images, training=False)
+                outputs = inter["outputs"]
+            else:
+                outputs = teacher(images, training=False)
             flipped = (
                 teacher(flip_width(images), training=False) if self.flip_average_targets else None
             )
             for task in tasks:
-                output = inter["outputs"][task]
+                output = outputs[task]
                 if flipped is not None:
                     output = average_predictions(
                         task, output, unflip_prediction(task, flipped[task])
                     )
-                targets[task] = {
-                    "output": ops.stop_gradient(output),
-                    "switches": [ops.stop_gradient(s) for s in inter["switches"]],
-                    "features": [ops.stop_gradient(f) for f in inter["candidates"][task]],
-                }
+                targets[task] = {"output": ops.stop_gradient(output)}
+                if splittable:
+                    targets[task]["switches"] = [ops.stop_gradient(s) for s in inter["switches"]]
+                    targets[task]["features"] = [
+                        ops.stop_gradient(f) for f in inter["candidates"][task]
+                    ]
         return targets
 
     def loss_terms(self, images, targets, training: bool) -> dict:

@@ -160,16 +160,29 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("student"):
         own = report["student"]
         widths = ", ".join(f"{task} {w:g}" for task, w in own["teachers_width_multiplier"].items())
+        branches = own["branches"]
+        if isinstance(branches, str):  # reports of earlier versions: one origin for all
+            branches = {task: branches for task in report.get("tasks", [])}
+        origins = ", ".join(f"{task} {origin}" for task, origin in branches.items())
         lines += [
             "",
-            f"Student width multiplier {own['width_multiplier']:g} (teachers: {widths}); "
-            f"branches {own['branches']} from the teachers"
+            f"Student width multiplier {own['width_multiplier']:g} (splittable teachers: "
+            f"{widths or 'none'}); branches: {origins}"
             + (
-                " (its block-wise gates reached the teachers' decoders through 1×1 adaptors)."
-                if own["branches"] == "channel-sliced"
+                " (channel-sliced: its block-wise gates reached the teachers' decoders through "
+                "1×1 adaptors)."
+                if "channel-sliced" in branches.values()
                 else "."
             ),
         ]
+        tiers = report.get("teacher_tiers") or {}
+        if any(tier != "splittable" for tier in tiers.values()):
+            lines.append(
+                "Teachers: "
+                + ", ".join(f"{task} {tier.replace('_', '-')}" for task, tier in tiers.items())
+                + " (an output-only teacher's outputs alone are distilled; its branch starts "
+                "as the student's own)."
+            )
     for split, rows in report.get("metrics", {}).items():
         lines += ["", f"## Metrics on `{split}`", "", format_markdown_table(rows)]
     if report.get("relative_change"):

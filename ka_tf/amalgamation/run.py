@@ -48,6 +48,7 @@ from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
+from ka_tf.teachers import SPLITTABLE, TeacherSpec, load_teacher, teacher_tier
 from ka_tf.training import summaries
 from ka_tf.training.checkpoint import TrainingCheckpoint
 from ka_tf.training.phase import evaluation_input, execution_steps, run_phase
@@ -107,46 +108,51 @@ def distillation_losses(
 
 
 def load_teachers(
-    paths: Mapping[str, str] | Sequence[str],
-) -> tuple[dict[str, keras.Model], dict[str, str]]:
+    paths: Mapping[str, str | TeacherSpec] | Sequence[str | TeacherSpec],
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Loads the teachers, each file once.
 
     Args:
-        paths: ``{task: path}``, or a list of paths whose tasks are read from the models
-            (a finished student is a joint teacher for all its tasks). Two files
+        paths: ``{task: source}``, or a list of sources whose tasks are read from the
+            models (a finished student is a joint teacher for all its tasks). A source
+            is a ka_tf ``.keras`` path (a splittable teacher) or a
+            :class:`~ka_tf.teachers.TeacherSpec` (an output-only teacher). Two sources
             predicting the same task in the list form are a conflict.
 
     Returns:
-        ``(task → model, task → path)``.
+        ``(task → teacher, task → path)``.
     """
-    from ka_tf.evaluation import load_model_file
-
     if not paths:
         raise ConfigError(
             "no teachers given: bind amalgamate.teachers = {'semseg': 'a.keras', ...} or a "
             "list of .keras paths."
         )
-    loaded: dict[str, keras.Model] = {}
+    loaded: dict[Any, Any] = {}
     if isinstance(paths, Mapping):
         by_task = dict(paths)
     else:
         by_task = {}
-        for path in paths:
-            loaded[path] = load_model_file(path)
-            for task in getattr(loaded[path], "tasks", ()):
+        for source in paths:
+            loaded[source] = load_teacher(source)
+            for task in getattr(loaded[source], "tasks", ()):
                 if task in by_task:
                     raise ConfigError(
-                        f"task {task!r} is predicted by two teachers, {by_task[task]} and "
-                        f"{path}; pass amalgamate.teachers as a dict {{task: path}} to choose one."
+                        f"task {task!r} is predicted by two teachers, {_path_of(by_task[task])} "
+                        f"and {_path_of(source)}; pass amalgamate.teachers as a dict "
+                        f"{{task: path}} to choose one."
                     )
-                by_task[task] = path
+                by_task[task] = source
     teachers = {}
-    for task, path in by_task.items():
-        if path not in loaded:
-            loaded[path] = load_model_file(path)
-        check_teacher(task, loaded[path], path)
-        teachers[task] = loaded[path]
-    return teachers, by_task
+    for task, source in by_task.items():
+        if source not in loaded:
+            loaded[source] = load_teacher(source)
+        check_teacher(task, loaded[source], _path_of(source))
+        teachers[task] = loaded[source]
+    return teachers, {task: _path_of(source) for task, source in by_task.items()}
+
+
+def _path_of(source: str | TeacherSpec) -> str:
+    return source.path if isinstance(source, TeacherSpec) else str(source)
 
 
 @dataclasses.dataclass
@@ -347,6 +353,7 @@ def amalgamate(
         teachers,
         train_data,
         val_data,
+        blockwise_steps=blockwise_steps,
         val_batches=val_batches,
         steps_per_epoch=steps_per_epoch,
         steps_per_execution=steps_per_execution,
@@ -398,6 +405,7 @@ def _set_up(
     train_data,
     val_data,
     *,
+    blockwise_steps: int,
     val_batches: int,
     steps_per_epoch: int,
     steps_per_execution: int,
@@ -416,6 +424,15 @@ def _set_up(
     with strategy.scope():
         teacher_models, teacher_paths = load_teachers(teachers)
     tasks = tuple(teacher_models)
+    if blockwise_steps > 0:
+        for task, teacher in teacher_models.items():
+            if teacher_tier(teacher) != SPLITTABLE:
+                raise ConfigError(
+                    f"the {task!r} teacher {teacher_paths[task]} is {teacher_tier(teacher)}: the "
+                    f"block-wise phase projects through each teacher's decoder, which only a "
+                    f"ka_tf SegNet/TargetNet has. Bind amalgamate.blockwise_steps = 0 and "
+                    f"amalgamate.branch_points = {{task: 0..4, ...}} (docs/teachers.md)."
+                )
     train_dataset = train_data()
     sample = next(iter(train_dataset.take(1)))[IMAGE][:2]
     with strategy.scope():
@@ -430,7 +447,11 @@ def _set_up(
             blockwise.candidate_channels(),
             tasks,
             gate_scale,
-            teacher_channels={t: teacher_models[t].candidate_channels(t) for t in tasks},
+            teacher_channels={
+                t: teacher_models[t].candidate_channels(t)
+                for t in tasks
+                if teacher_tier(teacher_models[t]) == SPLITTABLE
+            },
         )
     config.write_config(model_dir)
     return _Run(
@@ -620,18 +641,18 @@ def _report(
         # Optimizer steps per phase (block-wise: at each candidate block), so a control
         # run can be given the same number of steps.
         "steps": {"blockwise": blockwise_steps_total, "finetune": finetune_steps},
+        "teacher_tiers": {task: teacher_tier(run.teachers[task]) for task in tasks},
         "student": {
             "width_multiplier": float(student.width_multiplier),
             "teachers_width_multiplier": {
-                task: float(run.teachers[task].width_multiplier) for task in tasks
+                task: float(run.teachers[task].width_multiplier)
+                for task in tasks
+                if teacher_tier(run.teachers[task]) == SPLITTABLE
             },
             # Branches copied whole from the teachers, or channel-sliced (a student of
-            # its own width; its block-wise gates reached the teachers through adaptors).
-            "branches": "copied"
-            if all(
-                student.candidate_channels() == run.teachers[t].candidate_channels(t) for t in tasks
-            )
-            else "channel-sliced",
+            # its own width; its block-wise gates reached the teachers through adaptors),
+            # or the block-wise student's own (output-only teachers have no decoder).
+            "branches": {task: _branch_origin(student, run.teachers[task], task) for task in tasks},
         },
         "params": {
             "student": int(student.count_params()),
@@ -641,6 +662,14 @@ def _report(
         "distribution": distribution_record(run.strategy, run.train_dataset),
         "metrics": {},
     }
+
+
+def _branch_origin(student: keras.Model, teacher: Any, task: str) -> str:
+    if teacher_tier(teacher) != SPLITTABLE:
+        return "student's own"
+    if student.candidate_channels() == teacher.candidate_channels(task):
+        return "copied"
+    return "channel-sliced"
 
 
 def distribution_record(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ from ka_tf.errors import ConfigError, ModelFileError
 from ka_tf.models import SegNet, TargetNet
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.tasks import get_task
+from ka_tf.teachers import SPLITTABLE, teacher_tier
 
 # Constructor arguments a student copies from its teachers (they must agree).
 SHARED_ARCH_KEYS = ("arch", "batch_norm", "channels", "width_multiplier", "image_mean", "image_std")
@@ -46,19 +48,19 @@ def num_classes_of(teachers: Mapping[str, keras.Model]) -> int | None:
     return None
 
 
-def check_teacher(task: str, teacher: keras.Model, path: str = "") -> None:
-    """Raises ModelFileError unless ``teacher`` is a splittable ka_tf model predicting ``task``."""
+def check_teacher(task: str, teacher: Any, path: str = "") -> None:
+    """Raises ModelFileError unless ``teacher`` predicts ``task`` with that task's output.
+
+    A splittable teacher is a ka_tf SegNet/TargetNet; an output-only teacher
+    (:class:`~ka_tf.teachers.OutputOnlyTeacher`) checked its outputs when it loaded.
+    """
     where = f" ({path})" if path else ""
-    if not isinstance(teacher, (SegNet, TargetNet)):
-        raise ModelFileError(
-            f"the {task!r} teacher{where} is a {type(teacher).__name__}, not a splittable ka_tf "
-            f"SegNet/TargetNet: convert it with tools/convert_teacher.py or train it with "
-            f"tools/train_teacher.py."
-        )
     if task not in teacher.tasks:
         raise ModelFileError(
             f"the teacher given for {task!r}{where} predicts {list(teacher.tasks)}, not {task!r}."
         )
+    if teacher_tier(teacher) != SPLITTABLE:
+        return
     channels = teacher.heads[task].channels
     definition = get_task(task)
     if not definition.has_classes and channels != definition.head_channels(None):
@@ -66,6 +68,11 @@ def check_teacher(task: str, teacher: keras.Model, path: str = "") -> None:
             f"the {task!r} teacher{where} outputs {channels} channels; a {task} teacher "
             f"must output {definition.head_channels(None)}."
         )
+
+
+def splittable_teachers(teachers: Mapping[str, Any]) -> dict[str, keras.Model]:
+    """The teachers whose decoders the block-wise phase can project through."""
+    return {task: t for task, t in teachers.items() if teacher_tier(t) == SPLITTABLE}
 
 
 def _copy(target: keras.layers.Layer, source: keras.layers.Layer) -> None:
@@ -118,9 +125,29 @@ def _teacher_step(teacher: keras.Model, task: str, k: int) -> keras.layers.Layer
     return teacher.decoder_step(task, k)
 
 
-def _depth_activation(teachers: Mapping[str, keras.Model]) -> str:
-    activations = {t.depth_activation for task, t in teachers.items() if task == "depth"}
+def _depth_activation(teachers: Mapping[str, Any]) -> str:
+    activations = {
+        t.depth_activation
+        for task, t in teachers.items()
+        if task == "depth" and teacher_tier(t) == SPLITTABLE
+    }
     return activations.pop() if activations else "exp"
+
+
+def default_student_arch() -> dict:
+    """The SegNet architecture of a student none of whose teachers is splittable:
+    VGG-16 with BatchNorm, ImageNet normalisation, width 1 (``student_width_multiplier``
+    sets its width)."""
+    from ka_tf.models import arch as arch_lib
+
+    return {
+        "arch": "vgg16",
+        "batch_norm": True,
+        "channels": tuple(arch_lib.DEFAULT_CHANNELS),
+        "width_multiplier": 1.0,
+        "image_mean": tuple(arch_lib.IMAGENET_MEAN),
+        "image_std": tuple(arch_lib.IMAGENET_STD),
+    }
 
 
 def build_blockwise_student(
@@ -145,10 +172,12 @@ def build_blockwise_student(
             of its block-wise gates (:func:`~ka_tf.amalgamation.amalgamator.build_coders`).
     """
     tasks = tuple(teachers)
-    if init_from not in (*INIT_CHOICES, *tasks):
+    splittable = splittable_teachers(teachers)
+    if init_from not in (*INIT_CHOICES, *splittable):
         raise ConfigError(
             f"unknown student initialisation. Received: init_from={init_from!r}. "
-            f"Expected one of {[*INIT_CHOICES, *tasks]}."
+            f"Expected one of {[*INIT_CHOICES, *splittable]} (the student starts from "
+            f"scratch or from a splittable ka_tf teacher's encoder and decoder)."
         )
     if width_multiplier is not None and not width_multiplier > 0:
         raise ConfigError(
@@ -156,7 +185,11 @@ def build_blockwise_student(
             f"amalgamate.student_width_multiplier={width_multiplier}. Use e.g. 0.1875 for a "
             f"student at 3/4 of 1/4-width teachers, or None for the teachers' width."
         )
-    arch = teacher_arch(teachers, own_width=width_multiplier is not None)
+    arch = (
+        teacher_arch(splittable, own_width=width_multiplier is not None)
+        if splittable
+        else default_student_arch()
+    )
     if width_multiplier is not None:
         arch["width_multiplier"] = float(width_multiplier)
     last = len(BRANCH_CANDIDATES) - 1
@@ -187,7 +220,8 @@ def assemble_student(
     """The branched student: trunk from the block-wise student, branches from the teachers.
 
     Task ``t`` branching at ``b`` gets the gate trained at ``b`` in the block-wise phase,
-    then copies of teacher ``t``'s decoder blocks from ``b`` on and its head — exactly
+    then copies of teacher ``t``'s decoder blocks from ``b`` on and its head (an
+    output-only teacher's branch copies the block-wise student's own blocks and head) — exactly
     the path its projection loss was measured through, when the student has its
     teachers' width. A student of its own width keeps the gate without its adaptor,
     and its branch blocks and heads are channel-sliced from the teacher's
@@ -211,9 +245,13 @@ def assemble_student(
     for task in tasks:
         point = student.branch_points[task]
         student.coders[task].set_weights(coders[task][point].gate_weights())
+        # An output-only teacher has no decoder to copy: the branch starts as the
+        # block-wise student's own path (trunk blocks, then its head for the task).
+        splittable = teacher_tier(teachers[task]) == SPLITTABLE
+        source = teachers[task] if splittable else blockwise
         for offset, block in enumerate(student.branches[task]):
-            inherit_weights(block, _teacher_step(teachers[task], task, point + offset))
-        inherit_weights(student.heads[task], teachers[task].heads[task])
+            inherit_weights(block, _teacher_step(source, task, point + offset))
+        inherit_weights(student.heads[task], source.heads[task])
     return student
 
 

@@ -93,6 +93,23 @@ class Task:
         """The average of two predictions of this task (flip averaging of targets)."""
         return (first + second) / 2.0
 
+    # --- Foreign teachers ---------------------------------------------------------
+
+    #: What the output of a teacher that is not a ka_tf model may hold for this task
+    #: (``teacher_spec(outputs={task: form})``); the first is the head's own form.
+    teacher_forms: tuple[str, ...] = ()
+
+    def teacher_target(self, raw: tf.Tensor, form: str) -> tf.Tensor:
+        """The head's output form (what this task's losses compare) from a foreign
+        teacher's output ``raw`` ``[B, H, W, C]`` float32, already at the image's size.
+
+        Args:
+            raw: The teacher's output, channels last.
+            form: One of :attr:`teacher_forms`.
+        """
+        del raw
+        raise NotImplementedError(f"task {self.name!r} takes no foreign teachers ({form!r})")
+
     # --- Data ---------------------------------------------------------------------
 
     def resize_label(self, values: tf.Tensor, hw: tf.Tensor, depth_method: str) -> tf.Tensor:

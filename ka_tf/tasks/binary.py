@@ -170,6 +170,19 @@ class BinarySegmentation(Task):
     def losses(self):
         return {"bce": MaskBinaryCrossEntropy, "l1": MaskL1}
 
+    # ``min_max``: a saliency map scaled to [0, 1] per image (U²-Net's convention).
+    teacher_forms = ("probability", "logit", "min_max")
+
+    def teacher_target(self, raw: tf.Tensor, form: str) -> tf.Tensor:
+        values = tf.cast(raw[..., 0], tf.float32)
+        if form == "logit":
+            return tf.sigmoid(values)
+        if form == "min_max":
+            low = tf.reduce_min(values, axis=[1, 2], keepdims=True)
+            high = tf.reduce_max(values, axis=[1, 2], keepdims=True)
+            return (values - low) / tf.maximum(high - low, 1e-8)
+        return tf.clip_by_value(values, 0.0, 1.0)
+
     def metrics(self) -> TaskMetrics:
         iou, f_measure, mae = (f"{self.name}/{m}" for m in ("iou", "f_measure", "mae"))
         return TaskMetrics((iou, f_measure, mae), frozenset({mae}), iou, (iou, f_measure, mae))

@@ -52,6 +52,16 @@ class Depth(Task):
             return ops.relu(raw)
         return raw
 
+    # ``inverse``: disparity-like 1/metres (a teacher's relative depth is not metric and
+    # is not accepted: the student's depth head predicts metres).
+    teacher_forms = ("metres", "inverse")
+
+    def teacher_target(self, raw: tf.Tensor, form: str) -> tf.Tensor:
+        values = tf.cast(raw[..., 0], tf.float32)
+        if form == "inverse":
+            return 1.0 / tf.maximum(values, 1e-6)
+        return tf.maximum(values, 0.0)
+
     def losses(self):
         from ka_tf.losses.depth_losses import BerHu, DepthL1, ScaleInvariantLogLoss
 

@@ -37,6 +37,14 @@ class SurfaceNormals(Task):
     def head_output_shape(self, input_shape: tuple, channels: int) -> tuple:
         return (*input_shape[:-1], channels)
 
+    # Vectors in the camera frame of the normals labels (renormalised here); a teacher
+    # in another frame must be mapped to it first.
+    teacher_forms = ("unit",)
+
+    def teacher_target(self, raw: tf.Tensor, form: str) -> tf.Tensor:
+        del form
+        return self.head_output(tf.cast(raw, tf.float32), {})
+
     def losses(self):
         from ka_tf.losses.normals_losses import CosineDistance
 

@@ -36,6 +36,14 @@ class SemanticSegmentation(Task):
     def head_output(self, raw: Any, options) -> Any:
         return raw
 
+    teacher_forms = ("logits", "probabilities")
+
+    def teacher_target(self, raw: tf.Tensor, form: str) -> tf.Tensor:
+        if form == "probabilities":
+            # log p are logits whose softmax is p (renormalised): what ``kl`` compares.
+            return tf.math.log(tf.maximum(raw, 1e-6))
+        return raw
+
     def head_output_shape(self, input_shape: tuple, channels: int) -> tuple:
         return (*input_shape[:-1], channels)
 

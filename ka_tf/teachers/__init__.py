@@ -1,0 +1,44 @@
+"""Teachers: the models a student learns from, in three tiers.
+
+- *splittable*: a ka_tf SegNet/TargetNet ``.keras`` file. Its decoder runs from any
+  branch candidate with the pooling switches of its own pass, so the block-wise phase
+  projects the student's features through it (the paper's method).
+- *output-only*: any other dense model — a ``.keras`` file of any architecture, a
+  SavedModel, a ``.tflite`` or an ``.onnx`` file — declared with
+  :func:`~ka_tf.teachers.output_only.teacher_spec` (its input convention and which
+  output holds which task in what form). Only its outputs are distilled, into the
+  student's heads; TFLite/ONNX outputs are cached per image on disk.
+
+A tap-only tier (inner features readable, decoder not runnable) is not built yet.
+
+Example (a notebook):
+    >>> from ka_tf.teachers import load_teacher, teacher_spec
+    >>> spec = teacher_spec("selfie.tflite", {"person": "probability"},
+    ...                     input_size=(256, 256), scale=1 / 255)
+    >>> teacher = load_teacher(spec)
+    >>> teacher(images)["person"].shape  # images: float RGB [B, H, W, 3] in 0..255
+"""
+
+from ka_tf.teachers.loading import SPLITTABLE, load_teacher, teacher_tier
+from ka_tf.teachers.model_files import ModelFile, model_file_kinds, register_model_file
+from ka_tf.teachers.output_only import (
+    OUTPUT_ONLY,
+    OutputOnlyTeacher,
+    TeacherSpec,
+    teacher_spec,
+)
+from ka_tf.teachers.preprocessing import Preprocessing
+
+__all__ = [
+    "OUTPUT_ONLY",
+    "SPLITTABLE",
+    "ModelFile",
+    "OutputOnlyTeacher",
+    "Preprocessing",
+    "TeacherSpec",
+    "load_teacher",
+    "model_file_kinds",
+    "register_model_file",
+    "teacher_spec",
+    "teacher_tier",
+]
