@@ -73,7 +73,8 @@ class Amalgamator(keras.Model):
     - ``"blockwise"`` at branch candidate ``block``: the student's shared feature at that
       block goes through each task's channel-coding gate and then through that
       task's *frozen teacher decoder from the same block on*, unpooled with the
-      teacher's own switches computed on the same image. The result is compared with
+      teacher's own side inputs (SegNet's pooling switches, U-Net's skips)
+      computed on the same image. The result is compared with
       the teacher's output (term ``<task>_projection``), optionally plus an MSE to the
       teacher's own feature at that block (``<task>_feature``). Only the student's
       encoder, trunk blocks before ``block`` and the gates at ``block`` train.
@@ -228,7 +229,7 @@ class Amalgamator(keras.Model):
                     )
                 targets[task] = {"output": ops.stop_gradient(output)}
                 if splittable:
-                    targets[task]["switches"] = [ops.stop_gradient(s) for s in inter["switches"]]
+                    targets[task]["side"] = [ops.stop_gradient(s) for s in inter["side"]]
                     targets[task]["features"] = [
                         ops.stop_gradient(f) for f in inter["candidates"][task]
                     ]
@@ -248,7 +249,7 @@ class Amalgamator(keras.Model):
             target = targets[task]
             coded = self.coders[task][self.block](shared)
             projected = self.teachers[task].decode_from(
-                coded, target["switches"], self.block, task=task, training=False
+                coded, target["side"], self.block, task=task, training=False
             )
             loss = self.distill_losses[task](target["output"], projected)
             terms[f"{task}_projection"] = self.task_weights[task] * loss

@@ -48,7 +48,7 @@ from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
-from ka_tf.teachers import SPLITTABLE, TeacherSpec, load_teacher, teacher_tier
+from ka_tf.teachers import SPLITTABLE, TeacherSpec, load_teacher, seeds_student, teacher_tier
 from ka_tf.training import summaries
 from ka_tf.training.checkpoint import TrainingCheckpoint
 from ka_tf.training.phase import evaluation_input, execution_steps, run_phase
@@ -647,7 +647,7 @@ def _report(
             "teachers_width_multiplier": {
                 task: float(run.teachers[task].width_multiplier)
                 for task in tasks
-                if teacher_tier(run.teachers[task]) == SPLITTABLE
+                if hasattr(run.teachers[task], "width_multiplier")
             },
             # Branches copied whole from the teachers, or channel-sliced (a student of
             # its own width; its block-wise gates reached the teachers through adaptors),
@@ -665,7 +665,7 @@ def _report(
 
 
 def _branch_origin(student: keras.Model, teacher: Any, task: str) -> str:
-    if teacher_tier(teacher) != SPLITTABLE:
+    if not seeds_student(teacher):
         return "student's own"
     if student.candidate_channels() == teacher.candidate_channels(task):
         return "copied"

@@ -13,7 +13,7 @@ from ka_tf.errors import ConfigError, ModelFileError
 from ka_tf.models import SegNet, TargetNet
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.tasks import get_task
-from ka_tf.teachers import SPLITTABLE, teacher_tier
+from ka_tf.teachers import SPLITTABLE, seeds_student, teacher_tier
 
 # Constructor arguments a student copies from its teachers (they must agree).
 SHARED_ARCH_KEYS = ("arch", "batch_norm", "channels", "width_multiplier", "image_mean", "image_std")
@@ -70,9 +70,9 @@ def check_teacher(task: str, teacher: Any, path: str = "") -> None:
         )
 
 
-def splittable_teachers(teachers: Mapping[str, Any]) -> dict[str, keras.Model]:
-    """The teachers whose decoders the block-wise phase can project through."""
-    return {task: t for task, t in teachers.items() if teacher_tier(t) == SPLITTABLE}
+def seeding_teachers(teachers: Mapping[str, Any]) -> dict[str, keras.Model]:
+    """The teachers whose architecture and weights the student can take (SegNet family)."""
+    return {task: t for task, t in teachers.items() if seeds_student(t)}
 
 
 def _copy(target: keras.layers.Layer, source: keras.layers.Layer) -> None:
@@ -129,13 +129,13 @@ def _depth_activation(teachers: Mapping[str, Any]) -> str:
     activations = {
         t.depth_activation
         for task, t in teachers.items()
-        if task == "depth" and teacher_tier(t) == SPLITTABLE
+        if task == "depth" and teacher_tier(t) == SPLITTABLE and hasattr(t, "depth_activation")
     }
     return activations.pop() if activations else "exp"
 
 
 def default_student_arch() -> dict:
-    """The SegNet architecture of a student none of whose teachers is splittable:
+    """The SegNet architecture of a student none of whose teachers is a SegNet/TargetNet:
     VGG-16 with BatchNorm, ImageNet normalisation, width 1 (``student_width_multiplier``
     sets its width)."""
     from ka_tf.models import arch as arch_lib
@@ -172,12 +172,12 @@ def build_blockwise_student(
             of its block-wise gates (:func:`~ka_tf.amalgamation.amalgamator.build_coders`).
     """
     tasks = tuple(teachers)
-    splittable = splittable_teachers(teachers)
-    if init_from not in (*INIT_CHOICES, *splittable):
+    seeding = seeding_teachers(teachers)
+    if init_from not in (*INIT_CHOICES, *seeding):
         raise ConfigError(
             f"unknown student initialisation. Received: init_from={init_from!r}. "
-            f"Expected one of {[*INIT_CHOICES, *splittable]} (the student starts from "
-            f"scratch or from a splittable ka_tf teacher's encoder and decoder)."
+            f"Expected one of {[*INIT_CHOICES, *seeding]} (the student starts from "
+            f"scratch or from a SegNet/TargetNet teacher's encoder and decoder)."
         )
     if width_multiplier is not None and not width_multiplier > 0:
         raise ConfigError(
@@ -186,8 +186,8 @@ def build_blockwise_student(
             f"student at 3/4 of 1/4-width teachers, or None for the teachers' width."
         )
     arch = (
-        teacher_arch(splittable, own_width=width_multiplier is not None)
-        if splittable
+        teacher_arch(seeding, own_width=width_multiplier is not None)
+        if seeding
         else default_student_arch()
     )
     if width_multiplier is not None:
@@ -221,7 +221,8 @@ def assemble_student(
 
     Task ``t`` branching at ``b`` gets the gate trained at ``b`` in the block-wise phase,
     then copies of teacher ``t``'s decoder blocks from ``b`` on and its head (an
-    output-only teacher's branch copies the block-wise student's own blocks and head) — exactly
+    output-only or U-Net teacher's branch copies the block-wise student's own blocks and
+    head) — exactly
     the path its projection loss was measured through, when the student has its
     teachers' width. A student of its own width keeps the gate without its adaptor,
     and its branch blocks and heads are channel-sliced from the teacher's
@@ -245,10 +246,10 @@ def assemble_student(
     for task in tasks:
         point = student.branch_points[task]
         student.coders[task].set_weights(coders[task][point].gate_weights())
-        # An output-only teacher has no decoder to copy: the branch starts as the
-        # block-wise student's own path (trunk blocks, then its head for the task).
-        splittable = teacher_tier(teachers[task]) == SPLITTABLE
-        source = teachers[task] if splittable else blockwise
+        # A teacher outside the SegNet family (U-Net, output-only) has no blocks that
+        # fit: the branch starts as the block-wise student's own path (trunk blocks,
+        # then its head for the task).
+        source = teachers[task] if seeds_student(teachers[task]) else blockwise
         for offset, block in enumerate(student.branches[task]):
             inherit_weights(block, _teacher_step(source, task, point + offset))
         inherit_weights(student.heads[task], source.heads[task])

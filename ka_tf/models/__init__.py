@@ -1,4 +1,4 @@
-"""Keras models: the SegNet teacher, the multi-task student (TargetNet) and their parts.
+"""Keras models: the SegNet and U-Net teachers, the multi-task student (TargetNet), parts.
 
 Importing this package registers every custom layer with Keras serialization, so
 ``keras.saving.load_model`` can read ka_tf ``.keras`` files.
@@ -9,6 +9,7 @@ from ka_tf.models.segnet import SegNet
 from ka_tf.models.segnet_blocks import SegNetDecoderBlock, SegNetEncoderBlock
 from ka_tf.models.target_net import TargetNet
 from ka_tf.models.task_head import DenseTaskHead
+from ka_tf.models.unet import UNet, UNetDecoderBlock, UNetEncoderBlock
 from ka_tf.models.unpooling import MaxPoolWithSwitches, MaxUnpool
 
 __all__ = [
@@ -20,4 +21,7 @@ __all__ = [
     "SegNetDecoderBlock",
     "SegNetEncoderBlock",
     "TargetNet",
+    "UNet",
+    "UNetDecoderBlock",
+    "UNetEncoderBlock",
 ]

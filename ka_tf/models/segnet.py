@@ -118,8 +118,9 @@ class SegNet(keras.Model):
         """Full forward pass that also returns what the amalgamation needs.
 
         Returns:
-            ``{"candidates": {task: [f0..f4]}, "switches": [s1..s5], "outputs": {task: y}}``
-            where ``f_k`` is the feature at branch candidate ``k``.
+            ``{"candidates": {task: [f0..f4]}, "side": [s1..s5], "outputs": {task: y}}``
+            where ``f_k`` is the feature at branch candidate ``k`` and ``side`` the
+            decoder's side inputs, here the pooling switches.
         """
         x = self.normalizer(images)
         switches = []
@@ -133,7 +134,7 @@ class SegNet(keras.Model):
                 candidates.append(x)
         return {
             "candidates": {self.task: candidates},
-            "switches": switches,
+            "side": switches,
             "outputs": {self.task: self.heads[self.task](x)},
         }
 

@@ -217,7 +217,7 @@ class TargetNet(keras.Model):
                     path.append(y)
             candidates[task] = path
             outputs[task] = self.heads[task](y)
-        return {"candidates": candidates, "switches": switches, "outputs": outputs}
+        return {"candidates": candidates, "side": switches, "outputs": outputs}
 
     def get_config(self):
         return {

@@ -1,8 +1,9 @@
 """Teachers: the models a student learns from, in three tiers.
 
-- *splittable*: a ka_tf SegNet/TargetNet ``.keras`` file. Its decoder runs from any
-  branch candidate with the pooling switches of its own pass, so the block-wise phase
-  projects the student's features through it (the paper's method).
+- *splittable*: a ka_tf SegNet, U-Net or finished TargetNet ``.keras`` file. Its
+  decoder runs from any branch candidate with the side inputs of its own pass (pooling
+  switches, skips), so the block-wise phase projects the student's features through it
+  (the paper's method); :mod:`ka_tf.teachers.splittable` is the protocol.
 - *output-only*: any other dense model — a ``.keras`` file of any architecture, a
   SavedModel, a ``.tflite`` or an ``.onnx`` file — declared with
   :func:`~ka_tf.teachers.output_only.teacher_spec` (its input convention and which
@@ -19,7 +20,7 @@ Example (a notebook):
     >>> teacher(images)["person"].shape  # images: float RGB [B, H, W, 3] in 0..255
 """
 
-from ka_tf.teachers.loading import SPLITTABLE, load_teacher, teacher_tier
+from ka_tf.teachers.loading import load_teacher, teacher_tier
 from ka_tf.teachers.model_files import ModelFile, model_file_kinds, register_model_file
 from ka_tf.teachers.output_only import (
     OUTPUT_ONLY,
@@ -28,6 +29,7 @@ from ka_tf.teachers.output_only import (
     teacher_spec,
 )
 from ka_tf.teachers.preprocessing import Preprocessing
+from ka_tf.teachers.splittable import SPLITTABLE, SplittableTeacher, seeds_student
 
 __all__ = [
     "OUTPUT_ONLY",
@@ -35,10 +37,12 @@ __all__ = [
     "ModelFile",
     "OutputOnlyTeacher",
     "Preprocessing",
+    "SplittableTeacher",
     "TeacherSpec",
     "load_teacher",
     "model_file_kinds",
     "register_model_file",
+    "seeds_student",
     "teacher_spec",
     "teacher_tier",
 ]

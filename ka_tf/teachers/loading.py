@@ -6,21 +6,20 @@ from typing import Any
 
 from ka_tf.errors import ModelFileError
 from ka_tf.teachers.output_only import OUTPUT_ONLY, TeacherSpec, load_output_only
-
-SPLITTABLE = "splittable"
+from ka_tf.teachers.splittable import SPLITTABLE, SplittableTeacher
 
 
 def teacher_tier(teacher: Any) -> str:
-    """``"splittable"`` (a ka_tf SegNet/TargetNet) or the teacher's own ``tier``."""
-    from ka_tf.models import SegNet, TargetNet
-
-    if isinstance(teacher, (SegNet, TargetNet)):
+    """``"splittable"`` (follows :class:`SplittableTeacher`: SegNet, TargetNet, U-Net) or
+    the teacher's own ``tier``."""
+    if isinstance(teacher, SplittableTeacher):
         return SPLITTABLE
     return getattr(teacher, "tier", OUTPUT_ONLY)
 
 
 def load_teacher(source: str | TeacherSpec) -> Any:
-    """A teacher from a ka_tf ``.keras`` path (splittable) or a :class:`TeacherSpec`
+    """A teacher from a ka_tf ``.keras`` path (splittable: SegNet, U-Net, a finished
+    student) or a :class:`TeacherSpec`
     (output-only: any ``.keras``, SavedModel, ``.tflite`` or ``.onnx`` model).
 
     Raises:
@@ -42,7 +41,7 @@ def load_teacher(source: str | TeacherSpec) -> Any:
     if teacher_tier(model) != SPLITTABLE:
         raise ModelFileError(
             f"teacher {path} is a {type(model).__name__}, not a splittable ka_tf "
-            f"SegNet/TargetNet: declare it as an output-only teacher with "
+            f"SegNet/TargetNet/UNet: declare it as an output-only teacher with "
             f"teacher_spec(path=..., outputs={{task: form}}, ...) (docs/teachers.md).",
         )
     return model

@@ -14,9 +14,10 @@ import tensorflow as tf
 
 from ka_tf import config
 from ka_tf.constants import IMAGE
+from ka_tf.errors import ConfigError
 from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
-from ka_tf.models import SegNet
+from ka_tf.models import SegNet, UNet
 from ka_tf.models.arch import DEFAULT_CHANNELS
 from ka_tf.optim import build_optimizer
 from ka_tf.tasks import get_task
@@ -25,6 +26,9 @@ from ka_tf.training.phase import execution_steps, run_phase
 
 TEACHER_FILE = "teacher.keras"
 BEST_WEIGHTS = "best.weights.h5"
+
+
+TEACHER_FAMILIES = ("segnet", "unet")
 
 
 @gin.configurable
@@ -37,8 +41,26 @@ def build_teacher(
     width_multiplier: float = 1.0,
     depth_activation: str = "exp",
     synchronized_bn: bool = False,
-) -> SegNet:
-    """A fresh SegNet teacher (see :class:`~ka_tf.models.SegNet` for the arguments)."""
+    family: str = "segnet",
+) -> keras.Model:
+    """A fresh teacher: a :class:`~ka_tf.models.SegNet` (see it for the arguments), or with
+    ``family='unet'`` a :class:`~ka_tf.models.UNet` (``arch`` unused: two convs a level).
+    Both are splittable; only a SegNet can also seed the student's weights."""
+    if family not in TEACHER_FAMILIES:
+        raise ConfigError(
+            f"unknown teacher family. Received: build_teacher.family={family!r}. Expected one "
+            f"of {TEACHER_FAMILIES}."
+        )
+    if family == "unet":
+        return UNet(
+            task,
+            num_classes=num_classes,
+            channels=channels,
+            width_multiplier=width_multiplier,
+            batch_norm=batch_norm,
+            depth_activation=depth_activation,
+            synchronized_bn=synchronized_bn,
+        )
     return SegNet(
         task,
         num_classes=num_classes,

@@ -55,7 +55,7 @@ def test_split_decode_reproduces_full_forward():
     inter = model.forward_intermediates(IMAGES)
     assert [f.shape[-1] for f in inter["candidates"]["semseg"]] == list(model.candidate_channels())
     for start in range(5):
-        part = model.decode_from(inter["candidates"]["semseg"][start], inter["switches"], start)
+        part = model.decode_from(inter["candidates"]["semseg"][start], inter["side"], start)
         np.testing.assert_allclose(part, full, atol=1e-5)
 
 

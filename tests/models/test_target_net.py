@@ -57,7 +57,7 @@ def test_decode_from_reproduces_outputs(points):
         np.testing.assert_allclose(inter["outputs"][task], full[task], atol=1e-5)
         for start in range(5):
             feature = inter["candidates"][task][start]
-            part = model.decode_from(feature, inter["switches"], start, task=task)
+            part = model.decode_from(feature, inter["side"], start, task=task)
             np.testing.assert_allclose(part, full[task], atol=1e-5)
 
 
