@@ -126,6 +126,25 @@ def parse_gin_config(
     return config
 
 
+def image_folder_bindings(folder: str) -> list[str]:
+    """Bindings that make a recipe amalgamate on a folder of unlabelled photos
+    (``tools/train.py --images``, :func:`ka_tf.amalgamate`'s ``images``): the folder is
+    the transfer set and, through :func:`~ka_tf.data.image_folder.load_image_folder`'s
+    hold-out, the validation images that choose the branch points; every photo is
+    resized and cropped to ``IMAGE_SIZE``; no test data (there are no labels)."""
+    options = "'size': %IMAGE_SIZE, 'resize_mode': 'resize_crop'"
+    return [
+        "DATASET = 'image_folder'",
+        f"DATA_DIR = {folder!r}",
+        "transfer/make_dataset.split = 'all'",
+        f"transfer/make_dataset.load_options = {{{options}, 'holdout': 'train'}}",
+        "val_images/make_dataset.split = 'all'",
+        f"val_images/make_dataset.load_options = {{{options}, 'holdout': 'val'}}",
+        "amalgamate.val_data = @val_images/make_dataset",
+        "amalgamate.test_data = None",
+    ]
+
+
 def write_config(model_dir: str, operative: bool = False) -> str:
     """Writes the gin config (or, with ``operative``, the operative config) to ``model_dir``.
 

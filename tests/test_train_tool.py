@@ -141,3 +141,84 @@ def test_demo_recipe_end_to_end_writes_the_report(tmp_path, teachers):
     assert os.listdir(run / "logs")
     restored = keras.saving.load_model(str(run / "student.keras"))
     assert restored.branch_points == report["branch_points"]
+
+
+def test_images_flag_binds_a_transfer_set_and_a_disjoint_held_out_val(tmp_path):
+    import gin
+
+    from ka_tf import config
+    from ka_tf.config import image_folder_bindings
+    from ka_tf.data.pipeline import make_dataset
+
+    rng = np.random.default_rng(0)
+    for i in range(20):  # photos of mixed sizes, in a subfolder too
+        size = (48, 80) if i % 2 else (64, 64)
+        (tmp_path / "photos" / "trip").mkdir(parents=True, exist_ok=True)
+        folder = tmp_path / "photos" / ("trip" if i % 3 == 0 else "")
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    gin.clear_config()
+    try:
+        config.parse_gin_config(
+            ["gin/demo.gin"],
+            ["IMAGE_SIZE = (32, 64)", *image_folder_bindings(str(tmp_path / "photos"))],
+        )
+        with gin.config_scope("val_images"):
+            val = make_dataset(batch_size=1)
+        with gin.config_scope("transfer"):
+            transfer = make_dataset(batch_size=1, repeat=False, augment=False)
+        assert gin.query_parameter("amalgamate.test_data") is None
+    finally:
+        gin.clear_config()
+    val_images = [batch["image"].numpy()[0] for batch in val]
+    transfer_images = [batch["image"].numpy()[0] for batch in transfer]
+    assert len(val_images) == 2 and len(transfer_images) == 18  # 10% held out
+    assert all(image.shape == (32, 64, 3) for image in val_images + transfer_images)
+    for held in val_images:
+        assert not any(np.array_equal(held, other) for other in transfer_images)
+
+
+def test_images_flag_with_one_photo_is_a_one_line_error(tmp_path, teachers):
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(tmp_path / "photos" / "only.png")
+    result = run_tool(
+        "tools/train.py",
+        "--gin_file=gin/demo.gin",
+        f"--model_dir={tmp_path / 'run'}",
+        f"--images={tmp_path / 'photos'}",
+        f"--gin_bindings=TEACHERS = {teachers!r}",
+        timeout=300,
+    )
+    assert_one_line_error(
+        result, str(tmp_path / "photos"), "a validation hold-out needs at least 2"
+    )
+
+
+@pytest.mark.slow  # ~1.5 min on 2 cores
+def test_images_flag_amalgamates_on_a_photo_folder_and_chooses_branches(
+    tmp_path, teachers, image_folder
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40, 72, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    result = run_tool(
+        "tools/train.py",
+        "--gin_file=gin/demo.gin",
+        f"--model_dir={tmp_path / 'run'}",
+        f"--images={photos}",
+        f"--gin_bindings=TEACHERS = {teachers!r}",
+        "--gin_bindings=IMAGE_SIZE = (32, 64)",
+        "--gin_bindings=BATCH_SIZE = 2",
+        "--gin_bindings=BLOCKWISE_STEPS = 1",
+        "--gin_bindings=TRAIN_STEPS = 1",
+        "--gin_bindings=amalgamate.steps_per_epoch = 1",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "amalgamation_report.json").read_text())
+    # The held-out photo measured every block, so the branch points were chosen.
+    assert all(len(v) == 5 and all(np.isfinite(v)) for v in report["block_losses"].values())
+    assert set(report["branch_points"]) == {"semseg", "depth"}
+    assert report["metrics"] == {}
+    assert (tmp_path / "run" / "student.keras").exists()

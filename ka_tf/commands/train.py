@@ -11,6 +11,10 @@ the chosen blocks, end-to-end fine-tuning. Writes checkpoints/, logs/
 (TensorBoard), config.gin, operative_config.gin, student.keras,
 amalgamation_report.json and .md, and panels/*.png (test predictions).
 Common gin macros: TRAIN_STEPS, BATCH_SIZE, IMAGE_SIZE, DATA_DIR, TEACHERS.
+--images=DIR amalgamates on a folder of your own unlabelled photos instead of the
+recipe's dataset: 10% of them (by a hash of the file name) are held out for the
+block-wise validation losses, the rest are the transfer set, all resized and cropped
+to IMAGE_SIZE; with no labels there are no test metrics.
 --deterministic (with --seed) makes runs, and resumed runs, bit-reproducible.
 With --strategy=multi_worker every worker runs this command with its own TF_CONFIG;
 only the chief writes --model_dir, and every worker logs a digest of its final
@@ -32,11 +36,24 @@ from ka_tf.training.launch import (
 )
 
 define_training_flags()
+flags.DEFINE_string(
+    "images",
+    None,
+    "A folder of your own unlabelled photos (.jpg/.jpeg/.png/.webp, any subfolders) to "
+    "amalgamate on instead of the recipe's dataset: a fixed 10% are held out as the "
+    "validation images that choose the branch points, the rest train; each is resized "
+    "and cropped to IMAGE_SIZE. No test metrics (there are no labels).",
+)
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
     del argv
+    if FLAGS.images:
+        FLAGS.gin_bindings = [
+            *(FLAGS.gin_bindings or []),
+            *config.image_folder_bindings(FLAGS.images),
+        ]
     strategy = set_up_run(FLAGS)
     from ka_tf.amalgamation.run import STUDENT_FILE, amalgamate
 

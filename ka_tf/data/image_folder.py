@@ -12,13 +12,21 @@ decodes every image, slower but complete). A file that fails is either fatal
 warning that counts and names the skipped files). Files that fail only when decoded
 during iteration are handled the same way.
 
+A validation hold-out without a subfolder: ``holdout="val"`` reads a fixed share
+(``holdout_fraction``, default 10%, rounded, at least one image) of the folder's images
+and ``holdout="train"`` the rest. The held-out images are those with the lowest hashes of
+their relative paths, so the choice is the same in every run and on every machine.
+
 Example:
     >>> ds = ka_tf.data.load("image_folder", "/photos", "all", size=(256, 320),
     ...                      resize_mode="resize_crop", shuffle=True, seed=0)
+    >>> val = ka_tf.data.load("image_folder", "/photos", "all", size=(256, 320),
+    ...                       holdout="val")
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -40,6 +48,29 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 ON_CORRUPT = ("error", "skip")
 CHECKS = ("header", "decode")
 ALL_SPLIT = "all"
+HOLDOUTS = ("train", "val")
+
+
+def split_holdout(images: list[str], root: str, fraction: float) -> tuple[list[str], list[str]]:
+    """``(rest, held out)``: ``round(fraction × n)`` images (at least one, never all)
+    with the lowest hashes of their relative paths are held out; both keep the order.
+
+    Raises:
+        DataError: with fewer than two images (nothing to hold out from).
+    """
+    if len(images) < 2:
+        raise DataError(
+            f"{root} has {len(images)} image(s): a validation hold-out needs at least 2."
+        )
+
+    def position(path: str) -> float:
+        name = os.path.relpath(path, root).replace(os.sep, "/")
+        return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / 16**12
+
+    ranked = sorted(images, key=position)
+    count = min(max(1, round(fraction * len(images))), len(images) - 1)
+    held = set(ranked[:count])
+    return [p for p in images if p not in held], [p for p in images if p in held]
 
 
 def find_images(root: str) -> tuple[list[str], list[str]]:
@@ -121,6 +152,8 @@ def load_image_folder(
     seed: int = 0,
     on_corrupt: str = "error",
     check: str = "header",
+    holdout: str | None = None,
+    holdout_fraction: float = 0.1,
     **unknown: Any,
 ) -> tf.data.Dataset:
     """Loads every image under a folder as ``{"image": uint8 [H, W, 3]}`` dicts.
@@ -135,6 +168,9 @@ def load_image_folder(
         seed: Seed of the shuffled order.
         on_corrupt: ``"error"`` (DataError naming the file) or ``"skip"`` (warning).
         check: ``"header"`` or ``"decode"``: how thoroughly files are checked up front.
+        holdout: ``"val"``: only the held-out share of the images; ``"train"``: all but
+            it; None: every image (see the module docstring).
+        holdout_fraction: The share held out, in (0, 1).
         **unknown: Rejected with a ConfigError naming the option.
 
     Returns:
@@ -147,7 +183,16 @@ def load_image_folder(
     if unknown:
         raise ConfigError(
             f"unknown image_folder option(s) {sorted(unknown)}. Expected some of: size, "
-            f"resize_mode, shuffle, seed, on_corrupt, check."
+            f"resize_mode, shuffle, seed, on_corrupt, check, holdout, holdout_fraction."
+        )
+    if holdout not in (None, *HOLDOUTS):
+        raise ConfigError(
+            f"unknown hold-out part. Received: holdout={holdout!r}. Expected one of "
+            f"{HOLDOUTS} or None."
+        )
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ConfigError(
+            f"holdout_fraction must be in (0, 1). Received: holdout_fraction={holdout_fraction}."
         )
     if on_corrupt not in ON_CORRUPT:
         raise ConfigError(
@@ -176,6 +221,9 @@ def load_image_folder(
             f"no images under {root}{found}; expected files ending in {', '.join(EXTENSIONS)} "
             f"(any letter case), in any subfolder."
         )
+    if holdout is not None:
+        rest, held = split_holdout(images, root, holdout_fraction)
+        images = held if holdout == "val" else rest
     frames = ImageFolderFrames(root, images, check, on_corrupt)
     checked, _ = frames.checked_frames()
     if size is not None or resize_mode != "resize":

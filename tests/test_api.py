@@ -1,0 +1,95 @@
+"""The Python API a notebook uses: ``import ka_tf`` registers ka_tf's Keras classes once
+Keras loads (without importing TensorFlow itself), and ``ka_tf.amalgamate`` /
+``load_model`` / ``predict`` run the job from Python on a folder of photos."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ka_tf
+from ka_tf.models import SegNet, UNet
+from tests.helpers import REPO_ROOT
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+    )
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    paths = {"segnet": str(root / "segnet.keras"), "unet": str(root / "unet.keras")}
+    SegNet("depth", width_multiplier=1 / 16).save(paths["segnet"])
+    UNet("depth", width_multiplier=1 / 16).save(paths["unet"])
+    return paths
+
+
+@pytest.mark.parametrize("order", ["ka_tf first", "keras first", "tensorflow first"])
+def test_import_ka_tf_is_enough_for_keras_to_load_its_files(model_files, order):
+    imports = {
+        "ka_tf first": "import ka_tf, keras",
+        "keras first": "import keras, ka_tf",
+        # TensorFlow's import (as a tool's quiet import) is what registers here.
+        "tensorflow first": "import sys, ka_tf, tensorflow\n"
+        "assert 'ka_tf.models' in sys.modules\nimport keras",
+    }[order]
+    result = _python(
+        f"{imports}\n"
+        f"for path in {sorted(model_files.values())!r}:\n"
+        "    print(type(keras.saving.load_model(path)).__name__)\n"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["SegNet", "UNet"]
+
+
+def test_import_ka_tf_does_not_import_tensorflow():
+    result = _python(
+        "import sys, ka_tf, ka_tf.data.synth.generate\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_api_names_resolve_and_unknown_ones_raise():
+    assert {"amalgamate", "load_model", "predict", "load_teacher", "teacher_spec"} <= set(
+        dir(ka_tf)
+    )
+    assert ka_tf.teacher_spec.__module__ == "ka_tf.teachers.output_only"
+    with pytest.raises(AttributeError, match="has no attribute 'amalgamte'"):
+        ka_tf.amalgamte  # noqa: B018
+
+
+def test_amalgamate_from_python_on_a_photo_folder(model_files, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the shipped recipe is found outside the checkout too
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)).save(photos / f"{i}.jpg")
+    semseg = str(tmp_path / "semseg.keras")
+    SegNet("semseg", num_classes=19, width_multiplier=1 / 16).save(semseg)
+    report = ka_tf.amalgamate(
+        str(tmp_path / "run"),
+        teachers={"semseg": semseg, "depth": model_files["segnet"]},
+        images=str(photos),
+        bindings=[
+            "IMAGE_SIZE = (32, 64)",
+            "BATCH_SIZE = 2",
+            "BLOCKWISE_STEPS = 0",
+            "TRAIN_STEPS = 1",
+            "amalgamate.steps_per_epoch = 1",
+            "amalgamate.branch_points = {'semseg': 3, 'depth': 2}",
+        ],
+    )
+    assert report["branch_points"] == {"semseg": 3, "depth": 2}
+    assert report["teachers"]["depth"] == model_files["segnet"]
+    student = ka_tf.load_model(str(tmp_path / "run" / "student.keras"))
+    predictions = ka_tf.predict(student, np.zeros((1, 32, 64, 3), np.uint8))
+    assert predictions["semseg"].shape == (1, 32, 64) and predictions["semseg"].dtype == np.int32
+    assert predictions["depth"].shape == (1, 32, 64)
