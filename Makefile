@@ -11,6 +11,11 @@ DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed-test
 PIP_INSTALL := $(PY) -m pip install --quiet -c requirements/constraints.txt
 PYTEST_ARGS ?=
+# Tests run in two processes (pytest-xdist), one test file per process at a time so
+# that a module's fixtures are built once; TensorFlow leaves a core idle often
+# enough that two processes finish the suites in less time than one.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: demo demo-3task test test-slow test-all test-extended test-matrix lint format clean venv wheel
 
@@ -43,11 +48,11 @@ demo-3task: $(DEMO_STAMP)
 
 # The default test suite (slow tests are marked and run by `make test-all`).
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Only the tests marked slow (CI runs them after `make test`).
 test-slow: $(STAMP)
-	$(PY) -m pytest -q --run-slow -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) --run-slow -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q --run-slow --run-extended $(PYTEST_ARGS)

@@ -56,7 +56,7 @@ EXTRAS_REQUIRE = {
     # NVIDIA GPUs: pulls the CUDA/cuDNN wheels that TensorFlow was built against.
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     # Test and lint tools (the test suite also needs synth, export and convert).
-    "dev": ["pytest>=8,<10", "ruff==0.17.6"],
+    "dev": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "ruff==0.17.6"],
 }
 
 CONSOLE_SCRIPTS = [
