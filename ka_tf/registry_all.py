@@ -17,7 +17,7 @@ CONFIGURABLE_MODULES = (
     "ka_tf.training.teacher",
     "ka_tf.amalgamation.branching",
     "ka_tf.amalgamation.run",
-    "ka_tf.teachers.output_only",
+    "ka_tf.teachers.foreign",
     "ka_tf.evaluation",
     "ka_tf.zoo",
 )

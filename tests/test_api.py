@@ -60,7 +60,7 @@ def test_api_names_resolve_and_unknown_ones_raise():
     assert {"amalgamate", "load_model", "predict", "load_teacher", "teacher_spec"} <= set(
         dir(ka_tf)
     )
-    assert ka_tf.teacher_spec.__module__ == "ka_tf.teachers.output_only"
+    assert ka_tf.teacher_spec.__module__ == "ka_tf.teachers.foreign"
     with pytest.raises(AttributeError, match="has no attribute 'amalgamte'"):
         ka_tf.amalgamte  # noqa: B018
 

@@ -13,9 +13,10 @@ from ka_tf.errors import ConfigError
 from ka_tf.losses import FeatureMSE
 from ka_tf.models.channel_coding import ChannelCoding
 from ka_tf.tasks import get_task
-from ka_tf.teachers import SPLITTABLE, teacher_tier
+from ka_tf.teachers import SPLITTABLE, TAP_ONLY, teacher_tier
 
 MODES = ("blockwise", "finetune")
+BLOCKWISE_TIERS = ("splittable", "tap_only")  # teachers the block-wise phase can use
 
 
 def flip_width(x):
@@ -90,7 +91,7 @@ class Amalgamator(keras.Model):
         student: The student model (a TargetNet).
         teachers: Task → frozen teacher: a SegNet or a finished TargetNet (splittable),
             or, in ``finetune`` mode only, an output-only teacher
-            (:class:`~ka_tf.teachers.OutputOnlyTeacher`).
+            (:class:`~ka_tf.teachers.ForeignTeacher`).
         losses: Task → distillation loss (``keras.losses.Loss``) to the teacher output.
         mode: ``"blockwise"`` or ``"finetune"``.
         block: Branch candidate trained in ``blockwise`` mode.
@@ -125,12 +126,12 @@ class Amalgamator(keras.Model):
             raise ConfigError("mode='blockwise' needs block and coders.")
         if mode == "blockwise":
             for task, teacher in teachers.items():
-                if teacher_tier(teacher) != SPLITTABLE:
+                if teacher_tier(teacher) not in BLOCKWISE_TIERS:
                     raise ConfigError(
                         f"the {task!r} teacher is {teacher_tier(teacher)}: the block-wise phase "
-                        f"projects through a teacher's decoder, which only a splittable ka_tf "
-                        f"teacher has. Bind amalgamate.blockwise_steps = 0 and "
-                        f"amalgamate.branch_points."
+                        f"projects through a teacher's decoder or matches its taps, and this "
+                        f"teacher has neither. Bind amalgamate.blockwise_steps = 0 and "
+                        f"amalgamate.branch_points, or declare teacher_spec.taps."
                     )
         for teacher in teachers.values():
             teacher.trainable = False
@@ -146,15 +147,21 @@ class Amalgamator(keras.Model):
         self.feature_weight = float(feature_weight)
         self.flip_average_targets = bool(flip_average_targets)
         self.feature_loss = FeatureMSE()
-        terms = ["projection"] + (["feature"] if self.feature_weight else [])
         self.term_names = [
-            f"{task}_{term}"
-            for task in self.tasks
-            for term in (terms if mode == "blockwise" else ["output"])
+            f"{task}_{term}" for task in self.tasks for term in self._terms_of(task)
         ]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ["loss", *self.term_names]}
         if mode == "blockwise":
             self._check_channels()
+
+    def _terms_of(self, task: str) -> list[str]:
+        """The loss terms of ``task`` in this mode: ``output`` (fine-tuning); ``projection``
+        (+ ``feature``) through a splittable teacher's decoder; ``tap`` for a tap-only one."""
+        if self.mode == "finetune":
+            return ["output"]
+        if teacher_tier(self.teachers[task]) == TAP_ONLY:
+            return ["tap"]
+        return ["projection"] + (["feature"] if self.feature_weight else [])
 
     def _check_channels(self) -> None:
         block = self.block
@@ -211,10 +218,14 @@ class Amalgamator(keras.Model):
             by_model.setdefault(id(teacher), []).append(task)
         for tasks in by_model.values():
             teacher = self.teachers[tasks[0]]
-            # Switches and features exist only where the block-wise phase needs them.
-            splittable = teacher_tier(teacher) == SPLITTABLE and self.mode == "blockwise"
+            # Side inputs, features and taps exist only where the block-wise phase needs them.
+            tier = teacher_tier(teacher) if self.mode == "blockwise" else None
+            splittable = tier == SPLITTABLE
             if splittable:
                 inter = teacher.forward_intermediates(images, training=False)
+                outputs = inter["outputs"]
+            elif tier == TAP_ONLY:
+                inter = teacher.forward_taps(images)
                 outputs = inter["outputs"]
             else:
                 outputs = teacher(images, training=False)
@@ -228,6 +239,8 @@ class Amalgamator(keras.Model):
                         task, output, unflip_prediction(task, flipped[task])
                     )
                 targets[task] = {"output": ops.stop_gradient(output)}
+                if tier == TAP_ONLY:
+                    targets[task]["taps"] = [ops.stop_gradient(t) for t in inter["taps"]]
                 if splittable:
                     targets[task]["side"] = [ops.stop_gradient(s) for s in inter["side"]]
                     targets[task]["features"] = [
@@ -248,6 +261,11 @@ class Amalgamator(keras.Model):
         for task in self.tasks:
             target = targets[task]
             coded = self.coders[task][self.block](shared)
+            if "taps" in target:  # tap-only: the gate's 1x1 adaptor output vs the tap
+                tap = target["taps"][self.block]
+                resized = tf.image.resize(coded, tf.shape(tap)[1:3], method="bilinear")
+                terms[f"{task}_tap"] = self.task_weights[task] * self.feature_loss(tap, resized)
+                continue
             projected = self.teachers[task].decode_from(
                 coded, target["side"], self.block, task=task, training=False
             )

@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import logging
 
 from ka_tf import config, distribute
-from ka_tf.amalgamation.amalgamator import Amalgamator, build_coders
+from ka_tf.amalgamation.amalgamator import BLOCKWISE_TIERS, Amalgamator, build_coders
 from ka_tf.amalgamation.branching import choose_branch_points
 from ka_tf.amalgamation.report import (
     block_loss_figure,
@@ -48,7 +48,7 @@ from ka_tf.io_utils import atomic_save_keras, atomic_write_json
 from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
-from ka_tf.teachers import SPLITTABLE, TeacherSpec, load_teacher, seeds_student, teacher_tier
+from ka_tf.teachers import TeacherSpec, load_teacher, seeds_student, teacher_tier
 from ka_tf.training import summaries
 from ka_tf.training.checkpoint import TrainingCheckpoint
 from ka_tf.training.phase import evaluation_input, execution_steps, run_phase
@@ -276,7 +276,11 @@ class _Run:
             return_dict=True,
             verbose=0,
         )
-        return {task: float(scores[f"{task}_projection"]) for task in self.tasks}
+        # A tap-only teacher's block loss is its tap term (a feature distance).
+        return {
+            task: float(scores.get(f"{task}_projection", scores.get(f"{task}_tap")))
+            for task in self.tasks
+        }
 
 
 @gin.configurable(denylist=["model_dir", "strategy"])
@@ -426,12 +430,13 @@ def _set_up(
     tasks = tuple(teacher_models)
     if blockwise_steps > 0:
         for task, teacher in teacher_models.items():
-            if teacher_tier(teacher) != SPLITTABLE:
+            if teacher_tier(teacher) not in BLOCKWISE_TIERS:
                 raise ConfigError(
                     f"the {task!r} teacher {teacher_paths[task]} is {teacher_tier(teacher)}: the "
-                    f"block-wise phase projects through each teacher's decoder, which only a "
-                    f"ka_tf SegNet/TargetNet has. Bind amalgamate.blockwise_steps = 0 and "
-                    f"amalgamate.branch_points = {{task: 0..4, ...}} (docs/teachers.md)."
+                    f"block-wise phase projects through each teacher's decoder or matches its "
+                    f"taps, and this teacher has neither. Bind amalgamate.blockwise_steps = 0 "
+                    f"and amalgamate.branch_points = {{task: 0..4, ...}}, or declare "
+                    f"teacher_spec.taps (docs/teachers.md)."
                 )
     train_dataset = train_data()
     sample = next(iter(train_dataset.take(1)))[IMAGE][:2]
@@ -450,7 +455,7 @@ def _set_up(
             teacher_channels={
                 t: teacher_models[t].candidate_channels(t)
                 for t in tasks
-                if teacher_tier(teacher_models[t]) == SPLITTABLE
+                if teacher_tier(teacher_models[t]) in BLOCKWISE_TIERS
             },
         )
     config.write_config(model_dir)

@@ -52,7 +52,7 @@ def check_teacher(task: str, teacher: Any, path: str = "") -> None:
     """Raises ModelFileError unless ``teacher`` predicts ``task`` with that task's output.
 
     A splittable teacher is a ka_tf SegNet/TargetNet; an output-only teacher
-    (:class:`~ka_tf.teachers.OutputOnlyTeacher`) checked its outputs when it loaded.
+    (:class:`~ka_tf.teachers.ForeignTeacher`) checked its outputs when it loaded.
     """
     where = f" ({path})" if path else ""
     if task not in teacher.tasks:

@@ -6,11 +6,13 @@
   (the paper's method); :mod:`ka_tf.teachers.splittable` is the protocol.
 - *output-only*: any other dense model — a ``.keras`` file of any architecture, a
   SavedModel, a ``.tflite`` or an ``.onnx`` file — declared with
-  :func:`~ka_tf.teachers.output_only.teacher_spec` (its input convention and which
+  :func:`~ka_tf.teachers.foreign.teacher_spec` (its input convention and which
   output holds which task in what form). Only its outputs are distilled, into the
   student's heads; TFLite/ONNX outputs are cached per image on disk.
 
-A tap-only tier (inner features readable, decoder not runnable) is not built yet.
+- *tap-only*: a foreign model with one inner feature per branch candidate declared
+  (``teacher_spec(taps=...)``): the block-wise phase matches the student's feature to
+  each tap through its gate's learned 1×1 adaptor; its outputs are distilled as above.
 
 Example (a notebook):
     >>> from ka_tf.teachers import load_teacher, teacher_spec
@@ -20,22 +22,24 @@ Example (a notebook):
     >>> teacher(images)["person"].shape  # images: float RGB [B, H, W, 3] in 0..255
 """
 
-from ka_tf.teachers.loading import load_teacher, teacher_tier
-from ka_tf.teachers.model_files import ModelFile, model_file_kinds, register_model_file
-from ka_tf.teachers.output_only import (
+from ka_tf.teachers.foreign import (
     OUTPUT_ONLY,
-    OutputOnlyTeacher,
+    TAP_ONLY,
+    ForeignTeacher,
     TeacherSpec,
     teacher_spec,
 )
+from ka_tf.teachers.loading import load_teacher, teacher_tier
+from ka_tf.teachers.model_files import ModelFile, model_file_kinds, register_model_file
 from ka_tf.teachers.preprocessing import Preprocessing
 from ka_tf.teachers.splittable import SPLITTABLE, SplittableTeacher, seeds_student
 
 __all__ = [
     "OUTPUT_ONLY",
     "SPLITTABLE",
+    "TAP_ONLY",
+    "ForeignTeacher",
     "ModelFile",
-    "OutputOnlyTeacher",
     "Preprocessing",
     "SplittableTeacher",
     "TeacherSpec",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ka_tf.errors import ModelFileError
-from ka_tf.teachers.output_only import OUTPUT_ONLY, TeacherSpec, load_output_only
+from ka_tf.teachers.foreign import OUTPUT_ONLY, TeacherSpec, load_foreign
 from ka_tf.teachers.splittable import SPLITTABLE, SplittableTeacher
 
 
@@ -27,7 +27,7 @@ def load_teacher(source: str | TeacherSpec) -> Any:
             ka_tf model was given without a spec.
     """
     if isinstance(source, TeacherSpec):
-        return load_output_only(source)
+        return load_foreign(source)
     from ka_tf.evaluation import load_model_file
 
     path = str(source)

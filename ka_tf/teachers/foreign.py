@@ -1,7 +1,7 @@
-"""Output-only teachers: any dense model file whose outputs alone are distilled.
+"""Foreign teachers: any dense model file, output-only or with readable taps.
 
 A user's own model — a ``.keras`` file of any architecture, a SavedModel, a TFLite or
-ONNX file — teaches through its outputs: :class:`OutputOnlyTeacher` preprocesses ka_tf's
+ONNX file — teaches through its outputs: :class:`ForeignTeacher` preprocesses ka_tf's
 images as the model expects (:class:`~ka_tf.teachers.preprocessing.Preprocessing`),
 runs it (inside the graph, or through ``tf.numpy_function`` with the
 :class:`~ka_tf.teachers.output_cache.OutputCache` for TFLite/ONNX), resizes each
@@ -9,6 +9,12 @@ declared output to the image and turns it into the task's head form
 (:meth:`ka_tf.tasks.Task.teacher_target`). It is called like a ka_tf model:
 ``teacher(images) → {task: output}``, so evaluation, panels and fine-tuning take it
 as they take a SegNet.
+
+With ``taps`` declared — one inner feature of the model per branch candidate (extra
+outputs of an ONNX graph or a SavedModel, preserved TFLite tensors) — the teacher is
+*tap-only*: its decoder cannot run from them, but the block-wise phase trains the
+student's feature at each candidate to match the tap through its gate's learned 1×1
+adaptor (resized to the tap's size), and the branch choice reads those losses.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from ka_tf.teachers.output_cache import OutputCache, default_cache_root
 from ka_tf.teachers.preprocessing import Preprocessing
 
 OUTPUT_ONLY = "output_only"
+TAP_ONLY = "tap_only"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,17 +81,23 @@ class TeacherSpec:
     outputs: tuple[TaskOutput, ...]
     preprocessing: Preprocessing
     cache_dir: str | None = None
+    taps: tuple[str | int, ...] = ()  # one model output per branch candidate, or none
 
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(o.task for o in self.outputs)
 
+    @property
+    def tier(self) -> str:
+        return TAP_ONLY if self.taps else OUTPUT_ONLY
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record, for reports."""
         return {
             "path": self.path,
-            "tier": OUTPUT_ONLY,
+            "tier": self.tier,
             "outputs": {o.task: {"form": o.form, "output": o.output} for o in self.outputs},
+            "taps": list(self.taps),
             "preprocessing": self.preprocessing.to_dict(),
         }
 
@@ -100,6 +113,7 @@ def teacher_spec(
     channel_order: str = "rgb",
     layout: str = "nhwc",
     cache_dir: str | None = None,
+    taps: Mapping[str | int, str | int] | None = None,
 ) -> TeacherSpec:
     """Declares a teacher that is not a ka_tf model (an output-only teacher).
 
@@ -121,6 +135,10 @@ def teacher_spec(
             convention (:class:`~ka_tf.teachers.preprocessing.Preprocessing`).
         cache_dir: Root of the output cache for TFLite/ONNX models (default
             :func:`~ka_tf.teachers.output_cache.default_cache_root`).
+        taps: ``{candidate: output}`` for all five branch candidates (``'down5'``,
+            ``'up5'``, ``'up4'``, ``'up3'``, ``'up2'``, or 0..4): the model output (name
+            or index) holding an inner feature at that depth, best at 1/32 ... 1/2 of
+            the input. Makes the teacher tap-only (the block-wise phase matches them).
 
     Raises:
         ConfigError: an unknown task, form, or an invalid input convention.
@@ -135,10 +153,36 @@ def teacher_spec(
         outputs=tuple(TaskOutput.parse(task, value) for task, value in outputs.items()),
         preprocessing=Preprocessing.create(input_size, scale, mean, std, channel_order, layout),
         cache_dir=cache_dir,
+        taps=_parse_taps(taps),
     )
 
 
-class OutputOnlyTeacher:
+def _parse_taps(taps: Mapping[str | int, str | int] | None) -> tuple[str | int, ...]:
+    """The tap outputs in candidate order, from ``{candidate name or index: output}``."""
+    from ka_tf.models.arch import BRANCH_CANDIDATES
+
+    if not taps:
+        return ()
+    by_index: dict[int, str | int] = {}
+    for key, output in taps.items():
+        index = BRANCH_CANDIDATES.index(key) if key in BRANCH_CANDIDATES else key
+        if not isinstance(index, int) or not 0 <= index < len(BRANCH_CANDIDATES):
+            raise ConfigError(
+                f"teacher_spec.taps key {key!r} is no branch candidate; expected one of "
+                f"{list(BRANCH_CANDIDATES)} or 0..{len(BRANCH_CANDIDATES) - 1}."
+            )
+        by_index[index] = output
+    missing = [BRANCH_CANDIDATES[i] for i in range(len(BRANCH_CANDIDATES)) if i not in by_index]
+    if missing:
+        raise ConfigError(
+            f"teacher_spec.taps names no tap for {missing}: a tap-only teacher needs one "
+            f"inner feature per branch candidate {list(BRANCH_CANDIDATES)} (1/32 ... 1/2 of "
+            f"the input), so the block-wise phase can measure every one."
+        )
+    return tuple(by_index[i] for i in range(len(BRANCH_CANDIDATES)))
+
+
+class ForeignTeacher:
     """A foreign model called like a ka_tf model: ``teacher(images) → {task: output}``.
 
     Args:
@@ -147,21 +191,22 @@ class OutputOnlyTeacher:
 
     Attributes:
         tasks: The tasks it teaches.
-        tier: ``"output_only"``.
+        tier: ``"output_only"``, or ``"tap_only"`` with taps declared.
         num_classes: The semseg output's class count (None without semseg).
         cache: The output cache (TFLite/ONNX models), else None.
         name: For messages and reports (the file name).
     """
 
-    tier = OUTPUT_ONLY
-
     def __init__(self, model: ModelFile, spec: TeacherSpec) -> None:
         self.model = model
         self.spec = spec
         self.tasks = spec.tasks
+        self.tier = spec.tier
         self.name = model.path.rstrip("/").rsplit("/", 1)[-1]
         self.trainable = False
         self._output_names = {o.task: self._output_name(o) for o in spec.outputs}
+        self._tap_names = [self._resolve(tap, f"tap {i}") for i, tap in enumerate(spec.taps)]
+        self._tap_channels = tuple(self._tap_channels_of(name) for name in self._tap_names)
         self._check_input()
         self.num_classes = None
         for o in spec.outputs:
@@ -183,7 +228,7 @@ class OutputOnlyTeacher:
                 )
         self.cache = None
         if not model.in_graph:
-            used = sorted(set(self._output_names.values()))
+            used = self._used()
             self.cache = OutputCache(
                 spec.cache_dir or default_cache_root(),
                 {
@@ -205,19 +250,44 @@ class OutputOnlyTeacher:
                     f"'output': <name or index>}}}}."
                 )
             return names[0]
-        if isinstance(output.output, int):
-            if not 0 <= output.output < len(names):
+        return self._resolve(output.output, output.task)
+
+    def _resolve(self, selector: str | int, what: str) -> str:
+        """The output name a selector (name or index) picks, for ``what``."""
+        names = list(self.model.output_shapes)
+        if isinstance(selector, int):
+            if not 0 <= selector < len(names):
                 raise ConfigError(
-                    f"{self.model.path} has {len(names)} outputs; output index {output.output} "
-                    f"for {output.task} is out of range."
+                    f"{self.model.path} has {len(names)} outputs; output index {selector} "
+                    f"for {what} is out of range."
                 )
-            return names[output.output]
-        if output.output not in names:
+            return names[selector]
+        if selector not in names:
             raise ConfigError(
-                f"{self.model.path} has no output {output.output!r} (for {output.task}); its "
+                f"{self.model.path} has no output {selector!r} (for {what}); its "
                 f"outputs are {names}."
             )
-        return output.output
+        return selector
+
+    def _tap_channels_of(self, name: str) -> int:
+        shape = self.model.output_shapes[name]
+        channels = shape[1] if self.spec.preprocessing.layout == "nchw" else shape[-1]
+        if len(shape) != 4 or channels is None:
+            raise ModelFileError(
+                f"tap {name!r} of {self.model.path} has shape {shape}; a tap is a feature map "
+                f"[B, H, W, C] or [B, C, H, W] (teacher_spec.layout) with known channels."
+            )
+        return int(channels)
+
+    def _used(self) -> list[str]:
+        return sorted({*self._output_names.values(), *self._tap_names})
+
+    def candidate_channels(self, task: str | None = None) -> tuple[int, ...]:
+        """Channels of the tap at each branch candidate (tap-only teachers)."""
+        del task
+        if not self._tap_names:
+            raise ConfigError(f"{self.model.path} is output-only: it declares no taps.")
+        return self._tap_channels
 
     def _check_input(self) -> None:
         shape = self.model.input_shape
@@ -251,7 +321,7 @@ class OutputOnlyTeacher:
         return self.model.count_params()
 
     def _run(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        used = sorted(set(self._output_names.values()))
+        used = self._used()
         if self.model.in_graph:
             outputs = self.model.run_graph(inputs)
             return {name: tf.cast(outputs[name], tf.float32) for name in used}
@@ -276,21 +346,31 @@ class OutputOnlyTeacher:
             training: Ignored (a teacher is frozen).
         """
         del training
+        return self.forward_taps(images)["outputs"]
+
+    def forward_taps(self, images: Any) -> dict[str, Any]:
+        """``{"outputs": {task: output}, "taps": [tap at candidate 0..4]}`` from one run
+        (taps channels-last float32 at the model's own resolution; ``[]`` without taps)."""
         images = tf.cast(images, tf.float32)
         size = tf.shape(images)[1:3]
         raw = self._run(self.spec.preprocessing.apply(images))
-        result = {}
+        nchw = self.spec.preprocessing.layout == "nchw"
+        outputs = {}
         for o in self.spec.outputs:
             value = raw[self._output_names[o.task]]
             if value.shape.rank == 3:
                 value = value[..., None]
-            elif self.spec.preprocessing.layout == "nchw":
+            elif nchw:
                 value = tf.transpose(value, [0, 2, 3, 1])
             value = tf.image.resize(value, size, method="bilinear")
-            result[o.task] = get_task(o.task).teacher_target(value, o.form)
-        return result
+            outputs[o.task] = get_task(o.task).teacher_target(value, o.form)
+        taps = [
+            tf.transpose(raw[name], [0, 2, 3, 1]) if nchw else raw[name]
+            for name in self._tap_names
+        ]
+        return {"outputs": outputs, "taps": taps}
 
 
-def load_output_only(spec: TeacherSpec) -> OutputOnlyTeacher:
+def load_foreign(spec: TeacherSpec) -> ForeignTeacher:
     """Loads the file a :class:`TeacherSpec` names as an output-only teacher."""
-    return OutputOnlyTeacher(open_model_file(spec.path), spec)
+    return ForeignTeacher(open_model_file(spec.path), spec)
