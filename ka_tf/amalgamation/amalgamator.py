@@ -147,9 +147,7 @@ class Amalgamator(keras.Model):
         self.feature_weight = float(feature_weight)
         self.flip_average_targets = bool(flip_average_targets)
         self.feature_loss = FeatureMSE()
-        self.term_names = [
-            f"{task}_{term}" for task in self.tasks for term in self._terms_of(task)
-        ]
+        self.term_names = [f"{task}_{term}" for task in self.tasks for term in self._terms_of(task)]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ["loss", *self.term_names]}
         if mode == "blockwise":
             self._check_channels()

@@ -365,8 +365,7 @@ class ForeignTeacher:
             value = tf.image.resize(value, size, method="bilinear")
             outputs[o.task] = get_task(o.task).teacher_target(value, o.form)
         taps = [
-            tf.transpose(raw[name], [0, 2, 3, 1]) if nchw else raw[name]
-            for name in self._tap_names
+            tf.transpose(raw[name], [0, 2, 3, 1]) if nchw else raw[name] for name in self._tap_names
         ]
         return {"outputs": outputs, "taps": taps}
 
