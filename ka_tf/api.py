@@ -2,19 +2,18 @@
 
 Example:
     >>> import ka_tf
-    >>> teacher = ka_tf.load_teacher(ka_tf.teacher_spec(
-    ...     "scene.onnx", {"semseg": "logits"}, input_size=(256, 512), scale=1 / 255,
-    ...     layout="nchw"))
-    >>> report = ka_tf.amalgamate(
-    ...     "runs/mine", teachers={"semseg": teacher_spec_or_path, "depth": "depth.keras"},
-    ...     images="my_photos/", bindings=["BLOCKWISE_STEPS = 0",
-    ...                                    "amalgamate.branch_points = {'semseg': 2, 'depth': 3}"])
-    >>> student = ka_tf.load_model("runs/mine/student.keras")
+    >>> spec = ka_tf.teacher_spec("scene.onnx", {"semseg": "logits"},
+    ...                           input_size=(256, 512), scale=1 / 255, layout="nchw")
+    >>> ka_tf.load_teacher(spec)(images)["semseg"].shape  # check it before training
+    >>> student, report = ka_tf.amalgamate(
+    ...     "runs/mine", teachers={"semseg": spec, "depth": "depth.keras"},
+    ...     images="my_photos/", blockwise_steps=0, branch_points={"semseg": 2, "depth": 3})
     >>> ka_tf.predict(student, photos)["depth"].shape
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,37 +43,46 @@ def predict(model: Any, images: Any) -> dict[str, np.ndarray]:
 def amalgamate(
     model_dir: str,
     teachers: Mapping[str, Any] | Sequence[Any] | None = None,
+    images: str | None = None,
     gin_file: str = "gin/demo.gin",
     bindings: Sequence[str] = (),
-    images: str | None = None,
-) -> dict[str, Any]:
+    **overrides: Any,
+) -> tuple[Any, dict[str, Any]]:
     """Runs the amalgamation job as ``tools/train.py`` does, from Python.
 
     Args:
         model_dir: The run directory (resumed when it holds a run).
         teachers: ``{task: path or TeacherSpec}`` or a list; overrides the recipe's
             ``TEACHERS`` (None: the recipe's).
+        images: A folder of unlabelled photos to amalgamate on (``--images``: 10% held
+            out for the branch choice).
         gin_file: The recipe (a path, or one of the shipped ``gin/`` recipes).
-        bindings: Extra gin bindings, after the recipe's.
-        images: A folder of unlabelled photos to amalgamate on (``--images``).
+        bindings: Extra gin bindings, after the recipe's (macros such as
+            ``"IMAGE_SIZE = (64, 128)"``).
+        **overrides: Arguments of :func:`ka_tf.amalgamation.run.amalgamate`, e.g.
+            ``finetune_steps=200, branch_points={"semseg": 2, "depth": 3}`` (bound as
+            ``amalgamate.<name> = <value>`` after ``bindings``).
 
     Returns:
-        The report dict (also in ``model_dir/amalgamation_report.json``).
+        ``(student, report)``: the student model and the report dict (also in
+        ``model_dir/student.keras`` and ``amalgamation_report.json``).
     """
     import gin
 
     from ka_tf import config, distribute
+    from ka_tf.amalgamation.run import STUDENT_FILE
     from ka_tf.amalgamation.run import amalgamate as run_amalgamation
 
     extra = list(bindings) + (config.image_folder_bindings(images) if images else [])
+    extra += [f"amalgamate.{name} = {value!r}" for name, value in overrides.items()]
     gin.clear_config()
     config.parse_gin_config([gin_file], extra)
     try:
         strategy = distribute.get_strategy()
         distribute.set_precision_policy()
-        overrides = {} if teachers is None else {"teachers": teachers}
-        report = run_amalgamation(model_dir, strategy, **overrides)
+        arguments = {} if teachers is None else {"teachers": teachers}
+        report = run_amalgamation(model_dir, strategy, **arguments)
         config.write_config(model_dir, operative=True)
-        return report
     finally:
         gin.clear_config()
+    return load_model(os.path.join(model_dir, STUDENT_FILE)), report

@@ -131,9 +131,14 @@ def image_folder_bindings(folder: str) -> list[str]:
     (``tools/train.py --images``, :func:`ka_tf.amalgamate`'s ``images``): the folder is
     the transfer set and, through :func:`~ka_tf.data.image_folder.load_image_folder`'s
     hold-out, the validation images that choose the branch points; every photo is
-    resized and cropped to ``IMAGE_SIZE``; no test data (there are no labels)."""
+    resized and cropped to ``IMAGE_SIZE``; no test data (there are no labels). The
+    hold-out (folder, counts, fraction, rule) goes into the report as ``data``."""
+    from ka_tf.data.image_folder import DEFAULT_HOLDOUT_FRACTION, describe_holdout
+
     options = "'size': %IMAGE_SIZE, 'resize_mode': 'resize_crop'"
+    record = describe_holdout(folder, DEFAULT_HOLDOUT_FRACTION)
     return [
+        f"amalgamate.data_record = {record!r}",
         "DATASET = 'image_folder'",
         f"DATA_DIR = {folder!r}",
         "transfer/make_dataset.split = 'all'",

@@ -74,22 +74,24 @@ def test_amalgamate_from_python_on_a_photo_folder(model_files, tmp_path, monkeyp
         Image.fromarray(rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)).save(photos / f"{i}.jpg")
     semseg = str(tmp_path / "semseg.keras")
     SegNet("semseg", num_classes=19, width_multiplier=1 / 16).save(semseg)
-    report = ka_tf.amalgamate(
+    student, report = ka_tf.amalgamate(
         str(tmp_path / "run"),
         teachers={"semseg": semseg, "depth": model_files["segnet"]},
         images=str(photos),
-        bindings=[
-            "IMAGE_SIZE = (32, 64)",
-            "BATCH_SIZE = 2",
-            "BLOCKWISE_STEPS = 0",
-            "TRAIN_STEPS = 1",
-            "amalgamate.steps_per_epoch = 1",
-            "amalgamate.branch_points = {'semseg': 3, 'depth': 2}",
-        ],
+        bindings=["IMAGE_SIZE = (32, 64)", "BATCH_SIZE = 2"],
+        blockwise_steps=0,
+        finetune_steps=1,
+        steps_per_epoch=1,
+        branch_points={"semseg": 3, "depth": 2},
     )
     assert report["branch_points"] == {"semseg": 3, "depth": 2}
     assert report["teachers"]["depth"] == model_files["segnet"]
-    student = ka_tf.load_model(str(tmp_path / "run" / "student.keras"))
+    assert report["data"]["count"] == 5 and report["data"]["held_out_for_val"] == 1
+    assert report["data"]["holdout_fraction"] == 0.1
+    assert student.tasks == ("semseg", "depth")
+    assert ka_tf.load_model(str(tmp_path / "run" / "student.keras")).count_params() == (
+        student.count_params()
+    )
     predictions = ka_tf.predict(student, np.zeros((1, 32, 64, 3), np.uint8))
     assert predictions["semseg"].shape == (1, 32, 64) and predictions["semseg"].dtype == np.int32
     assert predictions["depth"].shape == (1, 32, 64)

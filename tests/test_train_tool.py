@@ -221,4 +221,20 @@ def test_images_flag_amalgamates_on_a_photo_folder_and_chooses_branches(
     assert all(len(v) == 5 and all(np.isfinite(v)) for v in report["block_losses"].values())
     assert set(report["branch_points"]) == {"semseg", "depth"}
     assert report["metrics"] == {}
+    assert report["data"]["count"] == 6 and report["data"]["held_out_for_val"] == 1
+    assert "6 unlabelled photos" in (tmp_path / "run" / "amalgamation_report.md").read_text()
     assert (tmp_path / "run" / "student.keras").exists()
+
+
+def test_foreign_teacher_of_an_unknown_kind_is_a_one_line_error(tmp_path, teachers):
+    model = tmp_path / "scene.pt"
+    model.write_bytes(b"not a model")
+    result = _train(
+        tmp_path / "run",
+        {},
+        f"semseg/teacher_spec.path = '{model}'",
+        "semseg/teacher_spec.outputs = {'semseg': 'logits'}",
+        f"TEACHERS = {{'semseg': @semseg/teacher_spec(), 'depth': '{teachers['depth']}'}}",
+    )
+    assert_one_line_error(result, str(model), "of no known kind (.pt)")
+    assert not (tmp_path / "run" / "config.gin").exists()

@@ -115,6 +115,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             else ""
         )
         lines.append(f"- teacher `{task}`: `{path}`{note}")
+    if report.get("data"):
+        data = report["data"]
+        lines.append(
+            f"- data: {data['count']} unlabelled photos in `{data['images']}`, "
+            f"{data['held_out_for_val']} held out for the branch choice "
+            f"(fraction {data['holdout_fraction']:g}: {data['holdout_rule']})"
+        )
     if report.get("distribution"):
         run = report["distribution"]
         lines.append(

@@ -306,6 +306,7 @@ def amalgamate(
     eval_max_batches: int | None = None,
     eval_split: str = "test",
     num_panels: int = 4,
+    data_record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Amalgamates the teachers into one student and writes it and its report.
 
@@ -341,6 +342,8 @@ def amalgamate(
             (bind ``'val'`` with a val ``test_data`` to compare settings without
             touching the test split).
         num_panels: Test images drawn as PNG panels.
+        data_record: What the data is, for the report's ``data`` (``--images`` binds
+            the photo folder and its validation hold-out).
 
     Returns:
         The report dict (also written as ``amalgamation_report.json``/``.md``).
@@ -383,6 +386,8 @@ def amalgamate(
         len(blocks) * int(blockwise_steps),
         int(finetune_steps),
     )
+    if data_record is not None:
+        report["data"] = dict(data_record)
     if test_data is not None:
         with distribute.running(f"{eval_split} evaluation"):
             report.update(

@@ -49,6 +49,26 @@ ON_CORRUPT = ("error", "skip")
 CHECKS = ("header", "decode")
 ALL_SPLIT = "all"
 HOLDOUTS = ("train", "val")
+DEFAULT_HOLDOUT_FRACTION = 0.1
+HOLDOUT_RULE = "the round(fraction * n) images with the lowest sha256 of their relative path"
+
+
+def describe_holdout(folder: str, fraction: float) -> dict[str, Any]:
+    """What a hold-out of ``folder`` holds, for reports: counts, fraction and rule (the
+    choice is a hash of each relative path, so there is no seed). Counts are None when
+    the folder has fewer than two images (loading then says why)."""
+    root = os.path.abspath(folder)
+    images = find_images(root)[0] if os.path.isdir(root) else []
+    held = None
+    if len(images) >= 2:
+        held = len(split_holdout(images, root, fraction)[1])
+    return {
+        "images": root,
+        "count": len(images),
+        "held_out_for_val": held,
+        "holdout_fraction": fraction,
+        "holdout_rule": HOLDOUT_RULE,
+    }
 
 
 def split_holdout(images: list[str], root: str, fraction: float) -> tuple[list[str], list[str]]:
@@ -153,7 +173,7 @@ def load_image_folder(
     on_corrupt: str = "error",
     check: str = "header",
     holdout: str | None = None,
-    holdout_fraction: float = 0.1,
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
     **unknown: Any,
 ) -> tf.data.Dataset:
     """Loads every image under a folder as ``{"image": uint8 [H, W, 3]}`` dicts.
