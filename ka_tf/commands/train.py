@@ -12,7 +12,7 @@ the chosen blocks, end-to-end fine-tuning. Writes checkpoints/, logs/
 amalgamation_report.json and .md, and panels/*.png (test predictions).
 Common gin macros: TRAIN_STEPS, BATCH_SIZE, IMAGE_SIZE, DATA_DIR, TEACHERS.
 --images=DIR amalgamates on a folder of your own unlabelled photos instead of the
-recipe's dataset: 10% of them (by a hash of the file name) are held out for the
+recipe's dataset: 10% of them (by a hash of each relative path) are held out for the
 block-wise validation losses, the rest are the transfer set, all resized and cropped
 to IMAGE_SIZE; with no labels there are no test metrics.
 --deterministic (with --seed) makes runs, and resumed runs, bit-reproducible.
