@@ -95,3 +95,36 @@ def test_amalgamate_from_python_on_a_photo_folder(model_files, tmp_path, monkeyp
     predictions = ka_tf.predict(student, np.zeros((1, 32, 64, 3), np.uint8))
     assert predictions["semseg"].shape == (1, 32, 64) and predictions["semseg"].dtype == np.int32
     assert predictions["depth"].shape == (1, 32, 64)
+
+
+def test_any_ka_tf_module_imports_first_in_a_fresh_interpreter():
+    """Registration runs when TensorFlow first loads, which may be in the middle of any
+    ka_tf module's own import: none of them may then meet a half-imported module."""
+    modules = [
+        "ka_tf.tasks",
+        "ka_tf.losses",
+        "ka_tf.data.pipeline",
+        "ka_tf.teachers",
+        "ka_tf.models.segnet",
+        "ka_tf.amalgamation.run",
+        "ka_tf.export",
+        "ka_tf.evaluation",
+        "ka_tf.metrics",
+        "ka_tf.training.teacher",
+    ]
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", f"import sys, {name}; assert 'ka_tf.models' in sys.modules"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        for name in modules
+    }
+    failures = {}
+    for name, process in processes.items():
+        _, stderr = process.communicate(timeout=300)
+        if process.returncode:
+            failures[name] = stderr.strip().splitlines()[-1]
+    assert not failures, failures

@@ -7,7 +7,6 @@ from keras import ops
 
 from ka_tf.errors import ConfigError
 from ka_tf.models.arch import DEPTH_ACTIVATIONS
-from ka_tf.tasks import get_task
 
 
 @keras.saving.register_keras_serializable(package="ka_tf")
@@ -33,6 +32,11 @@ class DenseTaskHead(keras.layers.Layer):
                 f"Expected one of {DEPTH_ACTIVATIONS}."
             )
         self.task = task
+        # Imported here: ka_tf.models must import with nothing but ka_tf.errors from
+        # outside it (ka_tf._keras_registration imports it in the middle of any ka_tf
+        # module's import that first loads TensorFlow).
+        from ka_tf.tasks import get_task
+
         self._task = get_task(task)
         self.channels = int(channels)
         self.depth_activation = depth_activation

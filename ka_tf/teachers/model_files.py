@@ -329,8 +329,21 @@ class ONNXModelFile(ModelFile):
 
     def run_numpy(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         names = list(self.output_shapes)
-        values = self.session.run(names, {self.input_name: inputs.astype(np.float32)})
-        return {n: np.asarray(v, np.float32) for n, v in zip(names, values, strict=True)}
+        batch = self.input_shape[0]
+        # A graph exported with a fixed batch (often 1, as U²-Net's) runs in chunks of it.
+        size = (len(inputs) or 1) if batch is None else batch
+        if len(inputs) % size:
+            raise ModelFileError(
+                f"ONNX teacher {self.path} takes batches of exactly {batch}; received "
+                f"{len(inputs)} images. Use a batch size that is a multiple of {batch}."
+            )
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for start in range(0, len(inputs), size):
+            chunk = inputs[start : start + size].astype(np.float32)
+            values = self.session.run(names, {self.input_name: chunk})
+            for name, value in zip(names, values, strict=True):
+                parts[name].append(np.asarray(value, np.float32))
+        return {name: np.concatenate(values) for name, values in parts.items()}
 
     def count_params(self) -> int:
         from ka_tf import extras

@@ -48,7 +48,7 @@ def _foreign_model(size=SIZE, classes=CLASSES) -> keras.Model:
     return keras.Model(inputs, {"scores": scores, "aux": aux})
 
 
-def _onnx_nchw(model: keras.Model, path: str, size=SIZE) -> None:
+def _onnx_nchw(model: keras.Model, path: str, size=SIZE, batch="batch") -> None:
     """The same two convolutions as an NCHW ONNX graph (PyTorch's layout)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -68,10 +68,10 @@ def _onnx_nchw(model: keras.Model, path: str, size=SIZE) -> None:
     graph = helper.make_graph(
         nodes,
         "foreign",
-        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["batch", 3, *size])],
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [batch, 3, *size])],
         [
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", classes, *size]),
-            helper.make_tensor_value_info("aux", TensorProto.FLOAT, ["batch", 1, *size]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, classes, *size]),
+            helper.make_tensor_value_info("aux", TensorProto.FLOAT, [batch, 1, *size]),
         ],
         initializers,
     )
@@ -143,6 +143,21 @@ def test_every_file_kind_gives_the_declared_targets(files, kind, tmp_path):
     result = tf.function(lambda x: teacher(x))(tf.constant(images))["semseg"]
     assert result.shape == (2, 24, 40, CLASSES)
     np.testing.assert_allclose(result.numpy(), _expected(files["model"], images), atol=2e-4)
+
+
+def test_an_onnx_graph_of_fixed_batch_one_runs_image_by_image(files, tmp_path):
+    path = str(tmp_path / "batch_one.onnx")
+    _onnx_nchw(files["model"], path, batch=1)  # as U²-Net's export
+    spec = teacher_spec(
+        path,
+        {"semseg": {"form": "logits", "output": "scores"}},
+        layout="nchw",
+        cache_dir=str(tmp_path / "cache"),
+        **PRE,
+    )
+    images = _images(3)
+    result = load_teacher(spec)(images)["semseg"].numpy()
+    np.testing.assert_allclose(result, _expected(files["model"], images), atol=2e-4)
 
 
 def test_probabilities_become_logits_with_the_same_softmax(files):
