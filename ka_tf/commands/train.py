@@ -6,8 +6,10 @@ Usage:
         --gin_bindings="DATA_DIR = '/data/cityscapes'" --strategy=mirrored
 
 Phases (each resumable from checkpoints in --model_dir): block-wise training with
-the student's features projected through every teacher's decoder, branch-out at
-the chosen blocks, end-to-end fine-tuning. Writes checkpoints/, logs/
+the student's features projected through every splittable teacher's decoder (or
+matched to a tap-only teacher's taps), branch-out at the chosen blocks, end-to-end
+fine-tuning. Teachers: ka_tf .keras paths, or any model declared with teacher_spec
+(docs/teachers.md). Writes checkpoints/, logs/
 (TensorBoard), config.gin, operative_config.gin, student.keras,
 amalgamation_report.json and .md, and panels/*.png (test predictions).
 Common gin macros: TRAIN_STEPS, BATCH_SIZE, IMAGE_SIZE, DATA_DIR, TEACHERS.
