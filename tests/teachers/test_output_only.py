@@ -338,3 +338,20 @@ def test_amalgamation_with_an_onnx_teacher_beside_a_splittable_one(tmp_path, mon
     )
     assert key["kind"] == "onnx" and len(key["model_sha256"]) == 64
     assert "semseg output-only" in (tmp_path / "run" / "amalgamation_report.md").read_text()
+
+
+def test_the_gin_example_in_docs_parses():
+    """docs/teachers.md's recipe binds real configurables with valid values."""
+    with open(os.path.join(REPO_ROOT, "docs", "teachers.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    block = text.split("```gin\n", 1)[1].split("```", 1)[0]
+    bindings = [
+        line for line in block.splitlines() if line and not line.startswith(("#", "include"))
+    ]
+    gin.clear_config()
+    try:
+        config.parse_gin_config(["gin/demo.gin"], bindings, search_paths=[REPO_ROOT])
+        assert gin.query_parameter("semseg/teacher_spec.layout") == "nchw"
+        assert gin.query_parameter("amalgamate.branch_points") == {"semseg": 2, "depth": 3}
+    finally:
+        gin.clear_config()
