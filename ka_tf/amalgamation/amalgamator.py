@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -33,6 +34,23 @@ def unflip_prediction(task: str, flipped):
 def average_predictions(task: str, a, b):
     """Averages two predictions of one task (:meth:`ka_tf.tasks.Task.average`)."""
     return get_task(task).average(a, b)
+
+
+def check_blockwise_teachers(
+    teachers: Mapping[str, Any], paths: Mapping[str, str] | None = None
+) -> None:
+    """Raises ConfigError naming the first teacher the block-wise phase cannot use (one
+    neither splittable nor tap-only), and the bindings that run without that phase."""
+    for task, teacher in teachers.items():
+        tier = teacher_tier(teacher)
+        if tier not in BLOCKWISE_TIERS:
+            where = f" {paths[task]}" if paths and task in paths else ""
+            raise ConfigError(
+                f"the {task!r} teacher{where} is {tier}: the block-wise phase projects through "
+                f"each teacher's decoder or matches its taps, and this teacher has neither. "
+                f"Bind amalgamate.blockwise_steps = 0 and amalgamate.branch_points = "
+                f"{{task: 0..4, ...}}, or declare teacher_spec.taps (docs/teachers.md)."
+            )
 
 
 def build_coders(
@@ -125,14 +143,7 @@ class Amalgamator(keras.Model):
         if mode == "blockwise" and (block is None or coders is None):
             raise ConfigError("mode='blockwise' needs block and coders.")
         if mode == "blockwise":
-            for task, teacher in teachers.items():
-                if teacher_tier(teacher) not in BLOCKWISE_TIERS:
-                    raise ConfigError(
-                        f"the {task!r} teacher is {teacher_tier(teacher)}: the block-wise phase "
-                        f"projects through a teacher's decoder or matches its taps, and this "
-                        f"teacher has neither. Bind amalgamate.blockwise_steps = 0 and "
-                        f"amalgamate.branch_points, or declare teacher_spec.taps."
-                    )
+            check_blockwise_teachers(teachers)
         for teacher in teachers.values():
             teacher.trainable = False
         self.student = student

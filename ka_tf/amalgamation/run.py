@@ -28,7 +28,12 @@ import tensorflow as tf
 from absl import logging
 
 from ka_tf import config, distribute
-from ka_tf.amalgamation.amalgamator import BLOCKWISE_TIERS, Amalgamator, build_coders
+from ka_tf.amalgamation.amalgamator import (
+    BLOCKWISE_TIERS,
+    Amalgamator,
+    build_coders,
+    check_blockwise_teachers,
+)
 from ka_tf.amalgamation.branching import choose_branch_points
 from ka_tf.amalgamation.report import (
     block_loss_figure,
@@ -434,15 +439,7 @@ def _set_up(
         teacher_models, teacher_paths = load_teachers(teachers)
     tasks = tuple(teacher_models)
     if blockwise_steps > 0:
-        for task, teacher in teacher_models.items():
-            if teacher_tier(teacher) not in BLOCKWISE_TIERS:
-                raise ConfigError(
-                    f"the {task!r} teacher {teacher_paths[task]} is {teacher_tier(teacher)}: the "
-                    f"block-wise phase projects through each teacher's decoder or matches its "
-                    f"taps, and this teacher has neither. Bind amalgamate.blockwise_steps = 0 "
-                    f"and amalgamate.branch_points = {{task: 0..4, ...}}, or declare "
-                    f"teacher_spec.taps (docs/teachers.md)."
-                )
+        check_blockwise_teachers(teacher_models, teacher_paths)
     train_dataset = train_data()
     sample = next(iter(train_dataset.take(1)))[IMAGE][:2]
     with strategy.scope():
