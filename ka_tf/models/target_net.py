@@ -11,7 +11,7 @@ from ka_tf.models import arch as arch_lib
 from ka_tf.models.channel_coding import ChannelCoding
 from ka_tf.models.segnet import image_normalizer
 from ka_tf.models.segnet_blocks import build_decoder_blocks, build_encoder_blocks, switches_for
-from ka_tf.models.task_head import DenseTaskHead
+from ka_tf.models.task_head import DenseTaskHead, declare_task_kinds, user_task_kinds
 
 
 def check_branch_points(tasks: Sequence[str], branch_points: Mapping[str, int]) -> dict[str, int]:
@@ -51,6 +51,9 @@ class TargetNet(keras.Model):
             image_std, synchronized_bn, image_shape: As for
             :class:`~ka_tf.models.segnet.SegNet`.
         gate_scale: See :class:`~ka_tf.models.channel_coding.ChannelCoding`.
+        task_kinds: Task → kind of the tasks its user named (``{"person": "binary"}``),
+            declared before building, and recorded in the config so that a saved
+            student loads where they were never registered.
 
     Example:
         >>> student = TargetNet(("semseg", "depth"), num_classes=19,
@@ -72,9 +75,11 @@ class TargetNet(keras.Model):
         synchronized_bn: bool = False,
         gate_scale: float = 2.0,
         image_shape: Sequence[int | None] = (None, None, 3),
+        task_kinds: Mapping[str, str] | None = None,
         **kwargs,
     ):
         # === Layers ===
+        declare_task_kinds(task_kinds)
         tasks = tuple(tasks)
         if not tasks or len(set(tasks)) != len(tasks):
             raise ConfigError(
@@ -234,6 +239,7 @@ class TargetNet(keras.Model):
             "synchronized_bn": self.synchronized_bn,
             "gate_scale": self.gate_scale,
             "image_shape": list(self.image_shape),
+            "task_kinds": user_task_kinds(self.tasks),
             "name": self.name,
         }
 

@@ -11,9 +11,12 @@ Example (a notebook):
 from ka_tf.tasks import depth, normals, semseg
 from ka_tf.tasks.base import Task
 from ka_tf.tasks.registry import (
+    declare_task,
+    declare_tasks,
     get_task,
     ordered_tasks,
     register_task,
+    task_kinds,
     task_names,
     unregister_task,
 )
@@ -22,4 +25,14 @@ from ka_tf.tasks.registry import (
 for _task in (semseg.SEMANTIC_SEGMENTATION, depth.DEPTH_TASK, normals.SURFACE_NORMALS):
     register_task(_task)
 
-__all__ = ["Task", "get_task", "ordered_tasks", "register_task", "task_names", "unregister_task"]
+__all__ = [
+    "Task",
+    "declare_task",
+    "declare_tasks",
+    "get_task",
+    "ordered_tasks",
+    "register_task",
+    "task_kinds",
+    "task_names",
+    "unregister_task",
+]

@@ -44,6 +44,8 @@ class Task:
             vector's x flips), or None when mirroring only moves pixels.
         default_loss: The distillation loss used when a recipe names none.
         output_form: What a one-channel output holds, for messages (``"metres "``).
+        kind: For a task its user names (:func:`~ka_tf.tasks.declare_task`), the kind
+            (``binary``) that rebuilds it from its name; None for the built-in tasks.
     """
 
     name: str = ""
@@ -53,6 +55,7 @@ class Task:
     mirror_signs: tuple[float, ...] | None = None
     default_loss: str = ""
     output_form: str = ""
+    kind: str | None = None
 
     # --- Head ---------------------------------------------------------------------
 
@@ -135,6 +138,12 @@ class Task:
                 f"Expected {self.output_form}[B, H, W] (or [B, H, W, 1])."
             )
         return tf.cast(output, tf.float32)
+
+    def label_from_prediction(self, prediction: np.ndarray) -> np.ndarray:
+        """A teacher's :meth:`metric_prediction` as a label, to score a student's
+        agreement with its teacher where no human label exists (semseg class ids,
+        depth metres and normals are labels as they are)."""
+        return np.asarray(prediction)
 
     def metrics(self) -> TaskMetrics:
         """The task's metric keys and how to read them."""

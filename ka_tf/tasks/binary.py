@@ -157,6 +157,7 @@ def metrics_from_sums(name: str, sums: dict[str, float]) -> dict[str, float]:
 class BinarySegmentation(Task):
     """A binary segmentation task named ``name`` (see the module doc)."""
 
+    kind = "binary"
     pad_value = float(IGNORE_LABEL)
     default_loss = "bce"
     output_form = "foreground probabilities "
@@ -182,6 +183,10 @@ class BinarySegmentation(Task):
             high = tf.reduce_max(values, axis=[1, 2], keepdims=True)
             return (values - low) / tf.maximum(high - low, 1e-8)
         return tf.clip_by_value(values, 0.0, 1.0)
+
+    def label_from_prediction(self, prediction: np.ndarray) -> np.ndarray:
+        """The teacher's mask: 1 where its probability is at least 0.5."""
+        return (np.asarray(prediction) >= THRESHOLD).astype(np.uint8)
 
     def metrics(self) -> TaskMetrics:
         iou, f_measure, mae = (f"{self.name}/{m}" for m in ("iou", "f_measure", "mae"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import gin
+
 from ka_tf.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,6 +51,47 @@ def get_task(name: str) -> Task:
     if name not in _TASKS:
         raise ConfigError(f"unknown task. Received: task={name!r}. Expected one of {task_names()}.")
     return _TASKS[name]
+
+
+def task_kinds() -> dict[str, type]:
+    """Kinds of task a user names, ``kind → Task class`` taking the name: one class,
+    many tasks (``binary``: a ``person`` mask and a ``salient`` one)."""
+    from ka_tf.tasks.binary import BinarySegmentation
+
+    return {"binary": BinarySegmentation}
+
+
+def declare_task(name: str, kind: str) -> Task:
+    """The task ``name``, registered as a new task of ``kind`` if it is not known.
+
+    A saved model records the kind of each task its user named, so that loading it
+    declares them (:class:`~ka_tf.models.task_head.DenseTaskHead`).
+
+    Raises:
+        ConfigError: an unknown kind, or ``name`` already registered as another kind.
+    """
+    kinds = task_kinds()
+    if kind not in kinds:
+        raise ConfigError(
+            f"unknown task kind for task {name!r}. Received: kind={kind!r}. "
+            f"Expected one of {sorted(kinds)}."
+        )
+    _ensure_builtins()
+    if name in _TASKS:
+        if _TASKS[name].kind != kind:
+            raise ConfigError(
+                f"task {name!r} is already registered as kind {_TASKS[name].kind!r}, not "
+                f"{kind!r}; choose another name."
+            )
+        return _TASKS[name]
+    return register_task(kinds[kind](name))
+
+
+@gin.configurable
+def declare_tasks(binary: Iterable[str] = ()) -> tuple[str, ...]:
+    """Declares the tasks a gin recipe names (run after parsing every gin config), e.g.
+    ``declare_tasks.binary = ['person', 'salient']``; returns their names."""
+    return tuple(declare_task(name, "binary").name for name in binary)
 
 
 def task_names() -> tuple[str, ...]:
