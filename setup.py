@@ -6,7 +6,8 @@ beside other packages (a notebook's numpy, say). The exact, tested environment i
 
 Extras, by need: ``synth`` renders the synthetic benchmark (pybullet; `make demo`),
 ``export`` writes and checks TFLite and ONNX files, ``convert`` reads PyTorch teachers
-and ``bench`` runs the PyTorch reference benchmark (torch), ``gpu`` pulls TensorFlow's
+and ``bench`` runs the PyTorch reference benchmark (torch), ``real`` decodes the
+street video of ``make real-teachers`` (OpenCV), ``gpu`` pulls TensorFlow's
 CUDA wheels, ``dev`` the test and lint tools. A command that needs a missing extra
 says which one to install (``ka_tf/extras.py``).
 
@@ -53,9 +54,11 @@ EXTRAS_REQUIRE = {
     "convert": [TORCH],
     # The PyTorch reference in tools/benchmark.py and benchmarks/.
     "bench": [TORCH],
+    # Decoding the street video into frames at fetch time (`make real-teachers`).
+    "real": ["opencv-python-headless>=4.8,<6"],
     # NVIDIA GPUs: pulls the CUDA/cuDNN wheels that TensorFlow was built against.
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-    # Test and lint tools (the test suite also needs synth, export and convert).
+    # Test and lint tools (the test suite also needs synth, export, convert and real).
     "dev": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "ruff==0.17.6"],
 }
 
@@ -73,6 +76,8 @@ CONSOLE_SCRIPTS = [
         "inspect_dataset",
         "zoo",
         "env_info",
+        "fetch_real",
+        "convert_encoder",
     )
 ]
 

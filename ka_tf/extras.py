@@ -3,7 +3,8 @@
 ``pip install ka_tf`` installs what training and evaluation need. The rest comes in
 extras (setup.py's ``extras_require``): ``synth`` renders the synthetic benchmark
 (pybullet), ``export`` writes and runs TFLite and ONNX files (tf2onnx, onnx,
-onnxruntime, ai-edge-litert), ``convert`` reads PyTorch teachers (torch), ``dev``
+onnxruntime, ai-edge-litert), ``convert`` reads PyTorch teachers (torch), ``real``
+decodes the street video of ``make real-teachers`` into frames (OpenCV), ``dev``
 runs the tests. A command that needs a missing one stops with a
 :class:`MissingExtraError` naming the extra to install.
 """
@@ -25,6 +26,7 @@ EXTRA_OF_MODULE = {
     "onnxruntime": "export",
     "ai_edge_litert": "export",
     "torch": "convert",
+    "cv2": "real",
 }
 
 
