@@ -121,6 +121,9 @@ def parse_gin_config(
             f"invalid gin configuration in {source}: {message}. Check the spelling against "
             f"the gin files in gin/ and the configurables in ka_tf."
         ) from error
+    from ka_tf.tasks import declare_tasks
+
+    declare_tasks()  # the tasks the recipe names (declare_tasks.binary = [...])
     config = gin.config_str()
     logging.info("Gin configuration:\n%s", config)
     return config

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
@@ -226,6 +226,48 @@ def evaluate_model(
     if metrics is None:
         raise DataError("the dataset yielded no batch: it (or its split) is empty.")
     return metrics.result()
+
+
+def teacher_labelled(
+    dataset: tf.data.Dataset,
+    teachers: Mapping[str, Any],
+    max_batches: int | None = None,
+) -> tf.data.Dataset:
+    """``dataset``'s images, labelled by the teachers: each task's label is its teacher's
+    prediction as a label (:meth:`ka_tf.tasks.Task.label_from_prediction`, e.g. a
+    binary teacher's mask at 0.5).
+
+    Scores a student's *agreement* with its teachers on images no one labelled (held-out
+    real photos). The teachers run once per batch here, and the result is kept in
+    memory, so keep the split small (a few hundred frames).
+
+    Args:
+        dataset: Batched dicts with ``image`` (other keys are dropped).
+        teachers: Task → teacher (anything :func:`predict_dense` runs).
+        max_batches: Use at most this many batches.
+
+    Returns:
+        A batched dataset of ``{image, task: label}``, batched as ``dataset``.
+    """
+    _dataset_keys(dataset)
+    if max_batches is not None:
+        dataset = dataset.take(max_batches)
+    batches = []
+    for batch in dataset:
+        labelled = {IMAGE: batch[IMAGE].numpy()}
+        for task, teacher in teachers.items():
+            prediction = predict_dense(teacher, batch[IMAGE])[task]
+            labelled[task] = get_task(task).label_from_prediction(prediction)
+        batches.append(labelled)
+    if not batches:
+        raise DataError("the dataset yielded no batch: it (or its split) is empty.")
+    signature = {
+        key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
+        for key, value in batches[0].items()
+    }
+    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature).apply(
+        tf.data.experimental.assert_cardinality(len(batches))
+    )
 
 
 def _choose_tasks(

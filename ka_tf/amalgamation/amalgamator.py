@@ -84,6 +84,28 @@ def build_coders(
     return coders
 
 
+def build_tap_adaptors(
+    student_channels: Mapping[str, Sequence[int]],
+    teacher_channels: Mapping[str, Sequence[int]],
+) -> dict[str, list[keras.layers.Layer]]:
+    """Task → five 1×1 convs from the student's tap widths to its teacher's, built.
+
+    Args:
+        student_channels: Task → the student's channels at each tap
+            (:meth:`~ka_tf.models.LiteStudent.tap_channels`).
+        teacher_channels: Task → its teacher's channels at each branch candidate (only
+            the tasks given here get adaptors).
+    """
+    adaptors = {}
+    for task, outputs in teacher_channels.items():
+        adaptors[task] = []
+        for k, (c_in, c_out) in enumerate(zip(student_channels[task], outputs, strict=True)):
+            adaptor = keras.layers.Conv2D(int(c_out), 1, name=f"{task}_tap_adaptor_{k}")
+            adaptor.build((None, None, None, int(c_in)))
+            adaptors[task].append(adaptor)
+    return adaptors
+
+
 class Amalgamator(keras.Model):
     """Trains a :class:`~ka_tf.models.TargetNet` against frozen teachers, labels never read.
 
@@ -98,7 +120,11 @@ class Amalgamator(keras.Model):
       teacher's own feature at that block (``<task>_feature``). Only the student's
       encoder, trunk blocks before ``block`` and the gates at ``block`` train.
     - ``"finetune"``: the whole student end to end, its outputs against the teachers'
-      (term ``<task>_output``).
+      (term ``<task>_output``). With ``tap_adaptors`` (a
+      :class:`~ka_tf.models.LiteStudent`), also the student's decoder feature at each
+      of the five branch candidates, through a 1×1 adaptor to the teacher's width and
+      resized to its size, against a splittable teacher's feature there or a tap-only
+      teacher's tap (term ``<task>_tap``, weighted by ``tap_weight``, mean over taps).
 
     Teacher targets are, by default, the average of the teacher on the image and on
     its mirror image (``flip_average_targets``), a better target than either.
@@ -117,6 +143,9 @@ class Amalgamator(keras.Model):
         task_weights: Task → weight of its terms (default 1).
         feature_weight: Weight of the feature-level term (``blockwise`` mode).
         flip_average_targets: Average the teacher over the image and its mirror.
+        tap_adaptors: Task → five 1×1 adaptors from the student's taps to the
+            teacher's channels (``finetune`` mode; see :func:`build_tap_adaptors`).
+        tap_weight: Weight of the tap term.
     """
 
     def __init__(
@@ -130,6 +159,8 @@ class Amalgamator(keras.Model):
         task_weights: Mapping[str, float] | None = None,
         feature_weight: float = 0.0,
         flip_average_targets: bool = True,
+        tap_adaptors: Mapping[str, Sequence[keras.layers.Layer]] | None = None,
+        tap_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -157,6 +188,12 @@ class Amalgamator(keras.Model):
         }
         self.feature_weight = float(feature_weight)
         self.flip_average_targets = bool(flip_average_targets)
+        self.tap_adaptors = {task: list(a) for task, a in (tap_adaptors or {}).items()}
+        if self.tap_adaptors and mode != "finetune":
+            raise ConfigError(
+                "tap_adaptors are a fine-tuning term: pass them with mode='finetune'."
+            )
+        self.tap_weight = float(tap_weight)
         self.feature_loss = FeatureMSE()
         self.term_names = [f"{task}_{term}" for task in self.tasks for term in self._terms_of(task)]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ["loss", *self.term_names]}
@@ -167,7 +204,7 @@ class Amalgamator(keras.Model):
         """The loss terms of ``task`` in this mode: ``output`` (fine-tuning); ``projection``
         (+ ``feature``) through a splittable teacher's decoder; ``tap`` for a tap-only one."""
         if self.mode == "finetune":
-            return ["output"]
+            return ["output"] + (["tap"] if task in self.tap_adaptors else [])
         if teacher_tier(self.teachers[task]) == TAP_ONLY:
             return ["tap"]
         return ["projection"] + (["feature"] if self.feature_weight else [])
@@ -212,7 +249,10 @@ class Amalgamator(keras.Model):
     def variables_to_train(self) -> list:
         """The variables the current mode updates."""
         if self.mode == "finetune":
-            return list(self.student.trainable_variables)
+            adaptors = [a for task_adaptors in self.tap_adaptors.values() for a in task_adaptors]
+            return list(self.student.trainable_variables) + [
+                v for adaptor in adaptors for v in adaptor.trainable_variables
+            ]
         layers = [*self.student.encoder_blocks, *self.student.trunk_blocks[: self.block]]
         layers += [self.coders[task][self.block] for task in self.tasks]
         return [v for layer in layers for v in layer.trainable_variables]
@@ -227,8 +267,12 @@ class Amalgamator(keras.Model):
             by_model.setdefault(id(teacher), []).append(task)
         for tasks in by_model.values():
             teacher = self.teachers[tasks[0]]
-            # Side inputs, features and taps exist only where the block-wise phase needs them.
-            tier = teacher_tier(teacher) if self.mode == "blockwise" else None
+            # Side inputs, features and taps exist only where a term reads them: the
+            # block-wise phase, or fine-tuning's tap term.
+            features_needed = self.mode == "blockwise" or any(
+                task in self.tap_adaptors for task in tasks
+            )
+            tier = teacher_tier(teacher) if features_needed else None
             splittable = tier == SPLITTABLE
             if splittable:
                 inter = teacher.forward_intermediates(images, training=False)
@@ -261,10 +305,16 @@ class Amalgamator(keras.Model):
         """The named, weighted loss terms for one batch (each a replica-scaled scalar)."""
         terms = {}
         if self.mode == "finetune":
-            outputs = self.student(images, training=training)
+            if self.tap_adaptors:
+                inter = self.student.forward_taps(images, training=training)
+                outputs = inter["outputs"]
+            else:
+                outputs = self.student(images, training=training)
             for task in self.tasks:
                 loss = self.distill_losses[task](targets[task]["output"], outputs[task])
                 terms[f"{task}_output"] = self.task_weights[task] * loss
+                if task in self.tap_adaptors:
+                    terms[f"{task}_tap"] = self._tap_term(task, inter["taps"][task], targets[task])
             return terms
         shared = self.student.trunk_features(images, self.block, training=training)[0][self.block]
         for task in self.tasks:
@@ -284,6 +334,18 @@ class Amalgamator(keras.Model):
                 feature = self.feature_loss(target["features"][self.block], coded)
                 terms[f"{task}_feature"] = self.feature_weight * self.task_weights[task] * feature
         return terms
+
+    def _tap_term(self, task: str, student_taps, target) -> Any:
+        """Mean over the five taps of the feature MSE between the teacher's feature and
+        the student's, adapted to its width and resized to its size."""
+        teacher_taps = target.get("taps", target.get("features"))
+        losses = []
+        for adaptor, mine, theirs in zip(
+            self.tap_adaptors[task], student_taps, teacher_taps, strict=True
+        ):
+            adapted = tf.image.resize(adaptor(mine), tf.shape(theirs)[1:3], method="bilinear")
+            losses.append(self.feature_loss(theirs, adapted))
+        return self.tap_weight * self.task_weights[task] * ops.mean(ops.stack(losses))
 
     def _update_trackers(self, terms, total) -> dict:
         # Keras losses are divided by the replica count for gradient summation; the

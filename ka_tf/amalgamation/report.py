@@ -128,13 +128,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"- trained under `{run['strategy']}`: {run['replicas']} replica(s) on "
             f"{run['workers']} worker(s), input sharding {run['input_sharding']}"
         )
-    lines += ["", "## Branch points", ""]
-    lines.append(
-        ", ".join(
-            f"`{task}` → {b} ({BRANCH_CANDIDATES[b]})"
-            for task, b in report["branch_points"].items()
+    if report["branch_points"]:
+        lines += ["", "## Branch points", ""]
+        lines.append(
+            ", ".join(
+                f"`{task}` → {b} ({BRANCH_CANDIDATES[b]})"
+                for task, b in report["branch_points"].items()
+            )
         )
-    )
     if report.get("block_losses"):
         lines += [
             "",
@@ -164,8 +165,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for task, count in params["teachers"].items():
         lines.append(f"| teacher/{task} | {count:,} |")
     lines.append(f"| teachers together (each file once) | {summary['teachers_total']:,} |")
-    if report.get("student"):
-        own = report["student"]
+    own = report.get("student") or {}
+    if own.get("family") == "efficientnet_lite":
+        taps = own.get("tap_tasks") or []
+        lines += [
+            "",
+            "Student: EfficientNet-Lite0 encoder (started from "
+            f"{own['encoder_weights'] or 'random'} weights) and a "
+            f"{own['decoder_channels']}-channel decoder per task, trained on the "
+            "teachers' outputs"
+            + (
+                f" and on the features of the {', '.join(taps)} teacher(s) at the five branch "
+                f"candidates through 1×1 adaptors (weight {own['tap_weight']:g})."
+                if taps
+                else "."
+            ),
+        ]
+    elif own:
         widths = ", ".join(f"{task} {w:g}" for task, w in own["teachers_width_multiplier"].items())
         branches = own["branches"]
         if isinstance(branches, str):  # reports of earlier versions: one origin for all
@@ -192,6 +208,16 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             )
     for split, rows in report.get("metrics", {}).items():
         lines += ["", f"## Metrics on `{split}`", "", format_markdown_table(rows)]
+    for split, rows in report.get("agreement", {}).items():
+        lines += [
+            "",
+            f"## Agreement with the teachers on `{split}` (no human labels)",
+            "",
+            "Each task's label is its teacher's own prediction (a binary teacher's mask at "
+            "0.5), so 1.0 IoU is perfect agreement, not perfect accuracy.",
+            "",
+            format_markdown_table(rows),
+        ]
     if report.get("relative_change"):
         change = report["relative_change"]
         lines += [
@@ -227,9 +253,12 @@ def console_summary(report: Mapping[str, Any]) -> str:
     parts = []
     for split, rows in report.get("metrics", {}).items():
         parts.append(f"Metrics on {split}:\n{format_table(rows)}")
+    for split, rows in report.get("agreement", {}).items():
+        parts.append(f"Agreement with the teachers on {split}:\n{format_table(rows)}")
     summary = params_summary(report["params"], report.get("teachers"))
     parts.append(
-        f"Branch points: {report['branch_points']}; student parameters "
+        f"Branch points: {report['branch_points'] or 'none (one decoder per task)'}; student "
+        f"parameters "
         f"{report['params']['student']:,} = {summary['student_fraction']:.2f}x the teachers "
         f"together ({summary['teachers_total']:,})."
     )

@@ -32,9 +32,15 @@ from ka_tf.amalgamation.amalgamator import (
     BLOCKWISE_TIERS,
     Amalgamator,
     build_coders,
+    build_tap_adaptors,
     check_blockwise_teachers,
 )
 from ka_tf.amalgamation.branching import choose_branch_points
+from ka_tf.amalgamation.lite_student_builder import (
+    check_lite_settings,
+    lite_student,
+    tap_teacher_channels,
+)
 from ka_tf.amalgamation.report import (
     block_loss_figure,
     console_summary,
@@ -58,6 +64,10 @@ from ka_tf.training import summaries
 from ka_tf.training.checkpoint import TrainingCheckpoint
 from ka_tf.training.phase import evaluation_input, execution_steps, run_phase
 
+# The students an amalgamation can build: the paper's SegNet TargetNet (block-wise
+# phase, branch choice, branches from the teachers) and the light EfficientNet-Lite0
+# student (ImageNet encoder, one small decoder per task, fine-tuning only).
+STUDENT_FAMILIES = ("target_net", "efficientnet_lite")
 STATE_FILE = "amalgamation_state.json"
 STUDENT_FILE = "student.keras"
 
@@ -213,6 +223,19 @@ class _CoderGroup:
         return [w for task_coders in self.coders.values() for c in task_coders for w in c.weights]
 
 
+class _LayerGroup:
+    """Task → layers (the tap adaptors) as one checkpoint group."""
+
+    def __init__(self, layers: Mapping[str, Sequence[keras.layers.Layer]]):
+        self.layers = layers
+
+    @property
+    def weights(self) -> list:
+        return [
+            w for task_layers in self.layers.values() for lay in task_layers for w in lay.weights
+        ]
+
+
 @dataclasses.dataclass
 class _Run:
     """What every phase of one amalgamation shares: settings, models, data, losses."""
@@ -231,9 +254,11 @@ class _Run:
     flip_average_targets: bool
     blockwise_losses: dict[str, keras.losses.Loss]
     finetune_losses: dict[str, keras.losses.Loss]
-    blockwise: Any  # the block-wise student
+    blockwise: Any  # the block-wise student (None for the efficientnet_lite family)
     coders: dict[str, list]
     sample: Any  # two training images, to build each compiled amalgamator
+    student_family: str = "target_net"
+    tap_weight: float = 0.0
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -246,7 +271,9 @@ class _Run:
     def compiled(self, amalgamator: Amalgamator, steps: int, scope: str) -> Amalgamator:
         """``amalgamator`` compiled with the ``scope`` optimizer for ``steps`` steps."""
         with gin.config_scope(scope):
-            optimizer = build_optimizer(total_steps=steps)
+            # A phase of 0 steps (finetune_steps = 0: the student as assembled) still
+            # builds its optimizer, whose schedule needs a length.
+            optimizer = build_optimizer(total_steps=max(steps, 1))
         amalgamator.compile(
             optimizer=optimizer,
             steps_per_execution=execution_steps(
@@ -312,6 +339,8 @@ def amalgamate(
     eval_split: str = "test",
     num_panels: int = 4,
     data_record: Mapping[str, Any] | None = None,
+    student_family: str = "target_net",
+    tap_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Amalgamates the teachers into one student and writes it and its report.
 
@@ -349,6 +378,13 @@ def amalgamate(
         num_panels: Test images drawn as PNG panels.
         data_record: What the data is, for the report's ``data`` (``--images`` binds
             the photo folder and its validation hold-out).
+        student_family: ``target_net`` (the SegNet student of the paper's schedule) or
+            ``efficientnet_lite`` (:func:`~ka_tf.amalgamation.lite_student_builder.
+            lite_student`: fine-tuning only, so ``blockwise_steps = 0`` and no
+            ``branch_points``).
+        tap_weight: ``efficientnet_lite`` only: weight of the term matching the
+            student's decoder features to each splittable or tap-only teacher's
+            features at the five branch candidates (0: outputs only).
 
     Returns:
         The report dict (also written as ``amalgamation_report.json``/``.md``).
@@ -358,6 +394,13 @@ def amalgamate(
             f"amalgamate.blockwise_steps and finetune_steps must be >= 0. Received: "
             f"blockwise_steps={blockwise_steps}, finetune_steps={finetune_steps}."
         )
+    if student_family not in STUDENT_FAMILIES:
+        raise ConfigError(
+            f"unknown amalgamate.student_family. Received: {student_family!r}. Expected one "
+            f"of {STUDENT_FAMILIES}."
+        )
+    if student_family == "efficientnet_lite":
+        check_lite_settings(blockwise_steps, branch_points, student_width_multiplier)
     state = AmalgamationState.load(model_dir)
     run = _set_up(
         model_dir,
@@ -375,6 +418,8 @@ def amalgamate(
         flip_average_targets=flip_average_targets,
         gate_scale=gate_scale,
         synchronized_bn=synchronized_bn,
+        student_family=student_family,
+        tap_weight=tap_weight,
     )
     blocks = list(range(len(BRANCH_CANDIDATES))) if blockwise_steps > 0 else []
     _blockwise_phase(run, state, blocks, blockwise_steps)
@@ -429,6 +474,8 @@ def _set_up(
     flip_average_targets: bool,
     gate_scale: float,
     synchronized_bn: bool,
+    student_family: str = "target_net",
+    tap_weight: float = 0.0,
 ) -> _Run:
     """Loads the teachers, builds the block-wise student and its gates, and the losses.
 
@@ -447,19 +494,21 @@ def _set_up(
             blockwise_losses = distillation_losses(tasks)
         with gin.config_scope("finetune"):
             finetune_losses = distillation_losses(tasks)
-        blockwise = build_blockwise_student(
-            teacher_models, init_from, gate_scale, synchronized_bn, student_width_multiplier
-        )
-        coders = build_coders(
-            blockwise.candidate_channels(),
-            tasks,
-            gate_scale,
-            teacher_channels={
-                t: teacher_models[t].candidate_channels(t)
-                for t in tasks
-                if teacher_tier(teacher_models[t]) in BLOCKWISE_TIERS
-            },
-        )
+        blockwise, coders = None, {}
+        if student_family == "target_net":
+            blockwise = build_blockwise_student(
+                teacher_models, init_from, gate_scale, synchronized_bn, student_width_multiplier
+            )
+            coders = build_coders(
+                blockwise.candidate_channels(),
+                tasks,
+                gate_scale,
+                teacher_channels={
+                    t: teacher_models[t].candidate_channels(t)
+                    for t in tasks
+                    if teacher_tier(teacher_models[t]) in BLOCKWISE_TIERS
+                },
+            )
     config.write_config(model_dir)
     return _Run(
         model_dir=model_dir,
@@ -479,6 +528,8 @@ def _set_up(
         blockwise=blockwise,
         coders=coders,
         sample=sample,
+        student_family=student_family,
+        tap_weight=tap_weight,
     )
 
 
@@ -566,6 +617,8 @@ def _choose_branches(
 ) -> dict[str, int]:
     """The fixed ``branch_points``, or the choice of :func:`choose_branch_points` under
     its size budget; recorded in the state and drawn to TensorBoard."""
+    if run.student_family == "efficientnet_lite":
+        return {}  # one decoder per task: nothing to choose
     if branch_points is None:
         if not block_losses:
             raise ConfigError(
@@ -591,15 +644,27 @@ def _choose_branches(
 def _finetune_phase(
     run: _Run, state: AmalgamationState, branch_points: Mapping[str, int], steps: int
 ) -> keras.Model:
-    """Assembles the student at ``branch_points`` and fine-tunes it end to end."""
+    """Assembles the student at ``branch_points`` (or builds the light student) and
+    fine-tunes it end to end."""
+    adaptors: dict[str, list] = {}
     with run.strategy.scope():
-        student = assemble_student(run.blockwise, run.coders, run.teachers, branch_points)
+        if run.student_family == "efficientnet_lite":
+            student = lite_student(run.teachers)
+            if run.tap_weight:
+                adaptors = build_tap_adaptors(
+                    {task: student.tap_channels(task) for task in run.tasks},
+                    tap_teacher_channels(run.teachers),
+                )
+        else:
+            student = assemble_student(run.blockwise, run.coders, run.teachers, branch_points)
         finetuner = run.compiled(
             Amalgamator(
                 student,
                 run.teachers,
                 run.finetune_losses,
                 flip_average_targets=run.flip_average_targets,
+                tap_adaptors=adaptors,
+                tap_weight=run.tap_weight,
             ),
             steps,
             "finetune",
@@ -609,7 +674,7 @@ def _finetune_phase(
         started = time.time()
         checkpoint = TrainingCheckpoint(
             os.path.join(run.model_dir, "checkpoints", "finetune"),
-            {"student": student},
+            {"student": student, **({"tap_adaptors": _LayerGroup(adaptors)} if adaptors else {})},
             finetuner.optimizer,
         )
         run_phase(
@@ -649,18 +714,7 @@ def _report(
         # run can be given the same number of steps.
         "steps": {"blockwise": blockwise_steps_total, "finetune": finetune_steps},
         "teacher_tiers": {task: teacher_tier(run.teachers[task]) for task in tasks},
-        "student": {
-            "width_multiplier": float(student.width_multiplier),
-            "teachers_width_multiplier": {
-                task: float(run.teachers[task].width_multiplier)
-                for task in tasks
-                if hasattr(run.teachers[task], "width_multiplier")
-            },
-            # Branches copied whole from the teachers, or channel-sliced (a student of
-            # its own width; its block-wise gates reached the teachers through adaptors),
-            # or the block-wise student's own (output-only teachers have no decoder).
-            "branches": {task: _branch_origin(student, run.teachers[task], task) for task in tasks},
-        },
+        "student": _student_record(run, student),
         "params": {
             "student": int(student.count_params()),
             "teachers": {task: int(run.teachers[task].count_params()) for task in tasks},
@@ -668,6 +722,33 @@ def _report(
         "wall_time_s": state.wall_time_s,
         "distribution": distribution_record(run.strategy, run.train_dataset),
         "metrics": {},
+    }
+
+
+def _student_record(run: _Run, student: keras.Model) -> dict[str, Any]:
+    """What the student is: its family, and how it was built from the teachers."""
+    tasks = run.tasks
+    if run.student_family == "efficientnet_lite":
+        return {
+            "family": run.student_family,
+            "decoder_channels": int(student.decoder_channels),
+            # Where the encoder started: 'imagenet', a weights file, or None (random).
+            "encoder_weights": getattr(student, "encoder_weights_source", None),
+            "tap_weight": run.tap_weight,
+            "tap_tasks": sorted(tap_teacher_channels(run.teachers)) if run.tap_weight else [],
+        }
+    return {
+        "family": run.student_family,
+        "width_multiplier": float(student.width_multiplier),
+        "teachers_width_multiplier": {
+            task: float(run.teachers[task].width_multiplier)
+            for task in tasks
+            if hasattr(run.teachers[task], "width_multiplier")
+        },
+        # Branches copied whole from the teachers, or channel-sliced (a student of
+        # its own width; its block-wise gates reached the teachers through adaptors),
+        # or the block-wise student's own (output-only teachers have no decoder).
+        "branches": {task: _branch_origin(student, run.teachers[task], task) for task in tasks},
     }
 
 
@@ -701,62 +782,78 @@ def _evaluate(
 ) -> dict[str, Any]:
     """Metrics of the student and each teacher on ``split``, Δm, and PNG panels.
 
-    The same go to TensorBoard (``logs/evaluation``, at ``step``): a scalar per source
-    and metric (``<split>/<source>/<metric>``), Δm, and the panels as images.
+    On a split without labels for the student's tasks (held-out photos), the student's
+    *agreement* with its teachers instead (:func:`ka_tf.evaluation.teacher_labelled`),
+    filed under ``agreement``. The same go to TensorBoard (``logs/evaluation``, at
+    ``step``): a scalar per source and metric (``<split>/<source>/<metric>``), Δm, and
+    the panels as images.
     """
-    from ka_tf.evaluation import evaluate_model, predict_dense
+    from ka_tf.evaluation import evaluate_model, teacher_labelled
     from ka_tf.metrics import relative_change
 
     dataset = test_data()
     element = dataset.element_spec
     labelled = [task for task in student.tasks if task in element]
     if not labelled:
-        logging.info("Test split has no labels for %s: metrics skipped.", student.tasks)
-        return {}
+        tasks = list(student.tasks)
+        logging.info("%s split has no labels for %s: scoring agreement.", split, tasks)
+        by_teacher = teacher_labelled(dataset, {t: teachers[t] for t in tasks}, max_batches)
+        scores = evaluate_model(student, by_teacher, tasks=tasks)
+        result: dict[str, Any] = {"agreement": {split: {"student": scores}}}
+        scalars = {f"{split}_agreement/student/{k}": v for k, v in scores.items()}
+        summaries.write_scalars(os.path.join(model_dir, "logs"), "evaluation", scalars, step)
+        _write_panels(student, teachers, dataset, tasks, model_dir, num_panels, split, step)
+        return result
     rows = {"student": evaluate_model(student, dataset, tasks=labelled, max_batches=max_batches)}
     teacher_scores = {}
     for task in labelled:
         scores = evaluate_model(teachers[task], dataset, tasks=[task], max_batches=max_batches)
         rows[f"teacher/{task}"] = scores
         teacher_scores.update(scores)
-    result: dict[str, Any] = {"metrics": {split: rows}}
+    result = {"metrics": {split: rows}}
     # A relative change is undefined where the teacher scores exactly 0 (e.g. δ1 of an
     # untrained teacher): such metrics are listed, not silently dropped.
     comparable = {k: v for k, v in teacher_scores.items() if v != 0 and np.isfinite(v)}
     result["relative_change"] = relative_change(rows["student"], comparable)
     result["relative_change_excluded"] = sorted(set(teacher_scores) - set(comparable))
-    log_dir = os.path.join(model_dir, "logs")
     scalars = {
         f"{split}/{source}/{metric}": value
         for source, scores in rows.items()
         for metric, value in scores.items()
     }
     scalars[f"{split}/delta_m"] = result["relative_change"].get("delta_m")
-    summaries.write_scalars(log_dir, "evaluation", scalars, step)
+    summaries.write_scalars(os.path.join(model_dir, "logs"), "evaluation", scalars, step)
+    _write_panels(student, teachers, dataset, labelled, model_dir, num_panels, split, step)
+    return result
+
+
+def _write_panels(student, teachers, dataset, tasks, model_dir, num_panels, split, step) -> None:
+    """PNG panels of the first batch's images (``panels/<split>_NN.png``, and
+    TensorBoard): teacher | student (| truth, where the split has labels) per task."""
+    from ka_tf.evaluation import predict_dense
+    from ka_tf.visualize import save_png
+
     batch = next(iter(dataset.take(1)))
     images = batch[IMAGE][:num_panels]
     student_out = predict_dense(student, images)
-    teacher_out = {task: predict_dense(teachers[task], images)[task] for task in labelled}
+    teacher_out = {task: predict_dense(teachers[task], images)[task] for task in tasks}
+    truth = [task for task in tasks if task in batch]
     palette, names = _palette_for(student)
     os.makedirs(os.path.join(model_dir, "panels"), exist_ok=True)
     panels = []
     for i in range(int(images.shape[0])):
-        panel = prediction_panel(
-            np.asarray(images[i]),
-            {
-                "teacher": {task: teacher_out[task][i] for task in labelled},
-                "student": {task: student_out[task][i] for task in labelled},
-                "truth": {task: np.asarray(batch[task][i]) for task in labelled},
-            },
-            palette,
-            names,
-        )
-        from ka_tf.visualize import save_png
-
+        rows = {
+            "teacher": {task: teacher_out[task][i] for task in tasks},
+            "student": {task: student_out[task][i] for task in tasks},
+        }
+        if truth:
+            rows["truth"] = {task: np.asarray(batch[task][i]) for task in truth}
+        panel = prediction_panel(np.asarray(images[i]), rows, palette, names)
         save_png(os.path.join(model_dir, "panels", f"{split}_{i:02d}.png"), panel)
         panels.append(panel)
-    summaries.write_images(log_dir, "evaluation", f"{split}/panels", panels, step)
-    return result
+    summaries.write_images(
+        os.path.join(model_dir, "logs"), "evaluation", f"{split}/panels", panels, step
+    )
 
 
 def _palette_for(model) -> tuple[Any, Any]:

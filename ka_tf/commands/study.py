@@ -38,7 +38,11 @@ from absl import flags
 
 from ka_tf import cli
 
-RECIPES = {"street": "gin/street_zoo.gin", "indoor_3task": "gin/indoor_zoo_3task.gin"}
+RECIPES = {
+    "street": "gin/street_zoo.gin",
+    "street_lite": "gin/street_zoo_lite.gin",
+    "indoor_3task": "gin/indoor_zoo_3task.gin",
+}
 
 flags.DEFINE_enum(
     "recipe",
