@@ -603,6 +603,32 @@ def benchmark_unknown_binding(tmp, shared):
     return Case(args, ["no_such_width"])
 
 
+def convert_encoder_corrupt_weights(tmp, shared):
+    path = _random_bytes(tmp / "efficientnet-lite0.pth")
+    out = tmp / "encoder.weights.h5"
+    out.write_bytes(SENTINEL)
+    return Case(["tools/convert_encoder.py", f"--pth={path}", f"--output={out}"], [str(path)])
+
+
+def fetch_real_unknown_asset(tmp, shared):
+    args = ["tools/fetch_real.py", f"--cache_dir={tmp / 'cache'}", "--only=no_such_model"]
+    return Case(args, ["no_such_model", "selfie_segmentation"])
+
+
+def fetch_real_tampered_cache(tmp, shared):
+    """A cached file whose bytes changed: named, with the fix; nothing downloaded."""
+    cache = tmp / "cache"
+    model = cache / "models" / "selfie_segmentation.tflite"
+    _random_bytes(model, 1000)
+    args = [
+        "tools/fetch_real.py",
+        f"--cache_dir={cache}",
+        "--only=selfie_segmentation",
+        "--verify_only",
+    ]
+    return Case(args, [str(model), "make real-teachers"])
+
+
 CASES = {
     fn.__name__: fn
     for fn in (
@@ -644,6 +670,9 @@ CASES = {
         convert_corrupt_checkpoint,
         convert_truncated_checkpoint,
         convert_bad_verify_size,
+        convert_encoder_corrupt_weights,
+        fetch_real_unknown_asset,
+        fetch_real_tampered_cache,
         export_truncated_model,
         export_negative_image_size,
         export_empty_calibration_folder,

