@@ -89,6 +89,26 @@ def test_head_loss_flip_resize_and_padding(person_task):
     assert person_task.pad_value == 255
 
 
+def test_the_iou_term_weighs_a_small_object_as_a_whole():
+    from ka_tf.losses import build_loss
+
+    loss = build_loss(TASK, "bce_iou")
+    target = np.zeros((1, 32, 32), np.float32)
+    target[0, 10:14, 10:14] = 1.0  # a 16-pixel object in 1024
+    assert float(loss(target, target)) == pytest.approx(0.0, abs=1e-4)
+    missed = np.full_like(target, 0.01)  # background right, the object missed
+    bce_only = float(build_loss(TASK, "bce")(target, missed))
+    # BCE alone barely notices (the object is 1.6% of the pixels); the IoU term does.
+    assert bce_only < 0.1 and float(loss(target, missed)) > bce_only + 0.9
+    ignored = np.where(target > 0, 255.0, target)  # only background left, all matched
+    assert float(loss(ignored, np.zeros_like(target))) == pytest.approx(0.0, abs=1e-4)
+    config = loss.get_config()
+    assert config["iou_weight"] == 1.0
+    assert float(type(loss).from_config({**config, "iou_weight": 0.0})(target, missed)) == (
+        pytest.approx(bce_only, rel=1e-5)
+    )
+
+
 def test_evaluation_baseline_export_and_picture():
     rng = np.random.default_rng(1)
     labels = (rng.uniform(size=(4, 32, 64)) < 0.3).astype(np.uint8)
