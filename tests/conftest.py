@@ -44,13 +44,19 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _reset_global_state():
-    """Each test starts with float32, a fresh gin config and a clean Keras session."""
+    """Each test starts with float32, a fresh gin config, a clean Keras session and the
+    task registry as it found it (a recipe's declare_tasks registers its binary tasks)."""
     import gin
     import keras
 
+    from ka_tf.tasks import task_names, unregister_task
+
     gin.clear_config()
     keras.mixed_precision.set_global_policy("float32")
+    tasks_before = set(task_names())
     yield
+    for name in set(task_names()) - tasks_before:
+        unregister_task(name)
     gin.clear_config()
     keras.mixed_precision.set_global_policy("float32")
     keras.backend.clear_session()
