@@ -321,9 +321,8 @@ class Amalgamator(keras.Model):
             target = targets[task]
             coded = self.coders[task][self.block](shared)
             if "taps" in target:  # tap-only: the gate's 1x1 adaptor output vs the tap
-                tap = target["taps"][self.block]
-                resized = tf.image.resize(coded, tf.shape(tap)[1:3], method="bilinear")
-                terms[f"{task}_tap"] = self.task_weights[task] * self.feature_loss(tap, resized)
+                tap_loss = self._feature_distance(target["taps"][self.block], coded)
+                terms[f"{task}_tap"] = self.task_weights[task] * tap_loss
                 continue
             projected = self.teachers[task].decode_from(
                 coded, target["side"], self.block, task=task, training=False
@@ -339,13 +338,19 @@ class Amalgamator(keras.Model):
         """Mean over the five taps of the feature MSE between the teacher's feature and
         the student's, adapted to its width and resized to its size."""
         teacher_taps = target.get("taps", target.get("features"))
-        losses = []
-        for adaptor, mine, theirs in zip(
-            self.tap_adaptors[task], student_taps, teacher_taps, strict=True
-        ):
-            adapted = tf.image.resize(adaptor(mine), tf.shape(theirs)[1:3], method="bilinear")
-            losses.append(self.feature_loss(theirs, adapted))
+        losses = [
+            self._feature_distance(theirs, adaptor(mine))
+            for adaptor, mine, theirs in zip(
+                self.tap_adaptors[task], student_taps, teacher_taps, strict=True
+            )
+        ]
         return self.tap_weight * self.task_weights[task] * ops.mean(ops.stack(losses))
+
+    def _feature_distance(self, teacher_feature, student_feature):
+        """Feature MSE after resizing the student's (adapted) feature to the teacher's."""
+        size = tf.shape(teacher_feature)[1:3]
+        resized = tf.image.resize(student_feature, size, method="bilinear")
+        return self.feature_loss(teacher_feature, resized)
 
     def _update_trackers(self, terms, total) -> dict:
         # Keras losses are divided by the replica count for gradient summation; the

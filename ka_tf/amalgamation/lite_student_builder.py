@@ -9,10 +9,11 @@ from typing import Any
 
 import gin
 
+from ka_tf.amalgamation.amalgamator import BLOCKWISE_TIERS
+from ka_tf.amalgamation.student_builder import num_classes_of
 from ka_tf.errors import ConfigError, ModelFileError
 from ka_tf.models import LiteStudent
-from ka_tf.tasks import get_task
-from ka_tf.teachers import SPLITTABLE, TAP_ONLY, teacher_tier
+from ka_tf.teachers import teacher_tier
 
 IMAGENET = "imagenet"  # encoder_weights: the converted ImageNet weights in the real cache
 
@@ -55,10 +56,7 @@ def lite_student(
             real-teachers``), a ``.weights.h5`` path, or None (random).
     """
     tasks = tuple(teachers)
-    num_classes = None
-    for task, teacher in teachers.items():
-        if get_task(task).has_classes:
-            num_classes = int(teacher.num_classes)
+    num_classes = num_classes_of(teachers)
     activations = {
         getattr(t, "depth_activation", None) for task, t in teachers.items() if task == "depth"
     } - {None, "identity"}
@@ -82,7 +80,7 @@ def tap_teacher_channels(teachers: Mapping[str, Any]) -> dict[str, tuple[int, ..
     return {
         task: tuple(int(c) for c in teacher.candidate_channels(task))
         for task, teacher in teachers.items()
-        if teacher_tier(teacher) in (SPLITTABLE, TAP_ONLY)
+        if teacher_tier(teacher) in BLOCKWISE_TIERS
     }
 
 

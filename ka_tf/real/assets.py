@@ -187,6 +187,10 @@ _OPENCV_PHOTOS = {
     "squirrel_cls.jpg": "20bb6e8ae96918a36c9886b6d48e54eedeb3948591e1485c206bc1dc60c8dc8b",
     "stuff.jpg": "21cd00afbdd0727f445dd91c0a09633e6345ed5b05a3d2355453a1f3c314c6c5",
 }
+_VTEST = Member(
+    _OPENCV_DATA + "vtest.avi",
+    "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
+)
 # Held out from the photos (the real recipe's `test` split, with the video's last part):
 # people, an animal, an indoor scene, an insect.
 _OPENCV_HELDOUT = ("baboon.jpg", "butterfly.jpg", "home.jpg", "messi5.jpg")
@@ -266,12 +270,7 @@ _ASSET_LIST = (
     Asset(
         name="vtest_frames",
         package=OPENCV_DOC,
-        members=(
-            Member(
-                _OPENCV_DATA + "vtest.avi",
-                "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
-            ),
-        ),
+        members=(_VTEST,),
         path="photos/train/vtest",
         licence=_OPENCV_LICENCE,
         description="pedestrian street video vtest.avi (795 frames, 768x576), every 5th "
@@ -285,12 +284,7 @@ _ASSET_LIST = (
     Asset(
         name="vtest_heldout",
         package=OPENCV_DOC,
-        members=(
-            Member(
-                _OPENCV_DATA + "vtest.avi",
-                "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
-            ),
-        ),
+        members=(_VTEST,),
         path="photos/test/vtest",
         licence=_OPENCV_LICENCE,
         description=f"vtest.avi's last 16 s: every 5th frame from frame {VTEST_HELDOUT_FROM} "
@@ -369,18 +363,21 @@ class Converted:
         path: The cached file, relative to the cache; ``<path>.json`` is the converter's
             record (its ``sha256`` is the source's, checked on every fetch).
         description: One line for people.
+        convert: ``(source path, output path) → record``: makes the file.
     """
 
     name: str
     source: str
     path: str
     description: str
+    convert: Callable[[str, str], dict]
 
-    def convert(self, source_path: str, output_path: str) -> dict:
-        """Runs the converter (needs the ``convert`` extra: torch); returns its record."""
-        from ka_tf.convert.torch_efficientnet_lite import convert_efficientnet_lite0
 
-        return convert_efficientnet_lite0(source_path, output_path, include_top=False)
+def _efficientnet_lite0_encoder(source_path: str, output_path: str) -> dict:
+    """The encoder without its classifier, parity checked (needs the ``convert`` extra)."""
+    from ka_tf.convert.torch_efficientnet_lite import convert_efficientnet_lite0
+
+    return convert_efficientnet_lite0(source_path, output_path, include_top=False)
 
 
 CONVERTED: dict[str, Converted] = {
@@ -390,6 +387,7 @@ CONVERTED: dict[str, Converted] = {
         path="models/efficientnet_lite0_imagenet.weights.h5",
         description="EfficientNet-Lite0 ImageNet encoder (no classifier) as Keras weights, "
         "converted from the PyTorch state dict with parity checked",
+        convert=_efficientnet_lite0_encoder,
     ),
 }
 
@@ -408,12 +406,18 @@ def _converted_record(converted: Converted, cache_dir: str) -> dict | None:
     return record
 
 
-def convert_all(cache_dir: str | None = None, progress: Callable[[str], None] = print) -> dict:
-    """Makes every :data:`CONVERTED` file whose source is cached and which is missing
+def convert_all(
+    cache_dir: str | None = None,
+    progress: Callable[[str], None] = print,
+    sources: Sequence[str] | None = None,
+) -> dict:
+    """Makes every :data:`CONVERTED` file (of ``sources`` only, if given) that is missing
     or was made from another source; returns name → ``{"status", "path", "record"}``."""
     cache_dir = cache_dir or real_cache_dir()
     results = {}
     for converted in CONVERTED.values():
+        if sources and converted.source not in sources:
+            continue
         path = os.path.join(cache_dir, converted.path)
         record = _converted_record(converted, cache_dir)
         status = "cached"

