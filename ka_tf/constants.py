@@ -13,6 +13,10 @@ TASKS: Final = (SEMSEG, DEPTH, NORMALS)
 
 IMAGE: Final = "image"
 
+# Key prefix of a teacher's cached fine-tuning target in an input element
+# ("teacher_target/semseg"): augmented like that task's label, never read as one.
+TEACHER_TARGET: Final = "teacher_target/"
+
 # Label value that marks pixels without a class; ignored by losses and metrics.
 IGNORE_LABEL: Final = 255
 

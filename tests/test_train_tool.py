@@ -33,7 +33,7 @@ def image_folder(tmp_path_factory):
     return str(root)
 
 
-def _train(model_dir, teachers, *bindings, data_dir=None, cache=None):
+def _train(model_dir, teachers, *bindings, data_dir=None, cache=None, env=None):
     args = [
         "tools/train.py",
         "--gin_file=gin/demo.gin",
@@ -51,7 +51,8 @@ def _train(model_dir, teachers, *bindings, data_dir=None, cache=None):
             "--gin_bindings=amalgamate.test_data = None",
         ]
     args += [f"--gin_bindings={b}" for b in bindings]
-    return run_tool(*args, timeout=600, env={"KA_TF_CACHE": cache} if cache else None)
+    env = {**({"KA_TF_CACHE": cache} if cache else {}), **(env or {})}
+    return run_tool(*args, timeout=600, env=env or None)
 
 
 def test_teacher_that_is_not_splittable(tmp_path, teachers):
@@ -238,3 +239,37 @@ def test_foreign_teacher_of_an_unknown_kind_is_a_one_line_error(tmp_path, teache
     )
     assert_one_line_error(result, str(model), "of no known kind (.pt)")
     assert not (tmp_path / "run" / "config.gin").exists()
+
+
+@pytest.mark.slow
+def test_cached_targets_are_computed_once_and_reused_by_the_next_run(
+    tmp_path, teachers, image_folder
+):
+    """amalgamate.cache_targets: the first run computes the targets, a second run with
+    the same teachers and images reads them, and both fine-tune from them."""
+    bindings = (
+        "BLOCKWISE_STEPS = 0",
+        "amalgamate.branch_points = {'semseg': 1, 'depth': 1}",
+        "TRAIN_STEPS = 2",
+        "amalgamate.steps_per_epoch = 1",
+        "amalgamate.cache_targets = True",
+    )
+    records = []
+    for name in ("first", "second"):
+        result = _train(
+            tmp_path / name,
+            teachers,
+            *bindings,
+            data_dir=image_folder,
+            env={"KA_TF_TARGET_CACHE": str(tmp_path / "targets")},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads((tmp_path / name / "amalgamation_report.json").read_text())
+        records.append(report["target_cache"])
+        assert (tmp_path / name / "student.keras").exists()
+    assert records[0]["computed"] and not records[1]["computed"]
+    assert records[0]["folder"] == records[1]["folder"]
+    assert records[0]["images"] == 4 and records[0]["forms"] == {
+        "semseg": "classes",
+        "depth": "map",
+    }

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ka_tf.constants import IMAGE
+from ka_tf.constants import IMAGE, TEACHER_TARGET
 from ka_tf.errors import ConfigError
 from ka_tf.losses import FeatureMSE
 from ka_tf.models.channel_coding import ChannelCoding
@@ -129,7 +129,10 @@ class Amalgamator(keras.Model):
     Teacher targets are, by default, the average of the teacher on the image and on
     its mirror image (``flip_average_targets``), a better target than either.
 
-    The train step reads only ``data["image"]``; every other key is ignored.
+    The train step reads ``data["image"]``, and, in ``finetune`` mode, each task's
+    cached targets where ``data`` carries them (``teacher_target/<task>``; then the
+    teachers do not run: :mod:`ka_tf.amalgamation.target_cache`); every other key,
+    labels included, is ignored.
 
     Args:
         student: The student model (a TargetNet).
@@ -368,9 +371,43 @@ class Amalgamator(keras.Model):
         images = data[IMAGE] if isinstance(data, Mapping) else data
         return ops.cast(images, "float32")
 
+    def cached_targets(self, data) -> dict[str, dict] | None:
+        """The targets a teacher-target cache joined to ``data`` (key
+        ``teacher_target/<task>``; :mod:`ka_tf.amalgamation.target_cache`), or None when
+        it holds none. Labels (a task's own key) are never read.
+
+        Raises:
+            ConfigError: cached targets in a mode whose terms read the teachers'
+                features too (the block-wise phase, fine-tuning's tap term).
+        """
+        keys = {task: f"{TEACHER_TARGET}{task}" for task in self.tasks}
+        if not isinstance(data, Mapping) or not any(key in data for key in keys.values()):
+            return None
+        missing = [key for key in keys.values() if key not in data]
+        if missing:
+            raise ConfigError(
+                f"the input holds cached teacher targets but not {missing}: cache every "
+                f"teacher's targets (ka_tf.amalgamation.target_cache) or none."
+            )
+        if self.mode != "finetune" or self.tap_adaptors:
+            raise ConfigError(
+                "cached teacher targets hold outputs only, and this amalgamator's terms "
+                "also read the teachers' features: cache targets for fine-tuning without "
+                "a tap term only (amalgamate.tap_weight = 0)."
+            )
+        targets = {}
+        for task in self.tasks:
+            value = data[keys[task]]
+            if value.dtype != tf.uint8:  # a map; uint8 is a class-id map, read as is
+                value = ops.cast(value, "float32")
+            targets[task] = {"output": value}
+        return targets
+
     def train_step(self, data):
         images = self._images(data)
-        targets = self.teacher_targets(images)
+        targets = self.cached_targets(data)
+        if targets is None:
+            targets = self.teacher_targets(images)
         variables = self.variables_to_train()
         with tf.GradientTape() as tape:
             terms = self.loss_terms(images, targets, training=True)

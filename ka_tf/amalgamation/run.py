@@ -15,6 +15,7 @@ then ``_report`` and ``_evaluate``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -51,6 +52,12 @@ from ka_tf.amalgamation.student_builder import (
     build_blockwise_student,
     check_teacher,
     student_param_counter,
+)
+from ka_tf.amalgamation.target_cache import (
+    TargetCache,
+    prepare_target_cache,
+    storage_form,
+    teacher_fingerprint,
 )
 from ka_tf.constants import IMAGE, SEMSEG
 from ka_tf.errors import ConfigError
@@ -182,6 +189,8 @@ class AmalgamationState:
             block re-measured with the final encoder and trunk), once measured.
         branch_points: Task → chosen candidate, once chosen.
         wall_time_s: Phase → seconds.
+        target_cache: The fine-tuning targets' cache (folder, images, storage forms),
+            when ``cache_targets`` is on.
     """
 
     path: str
@@ -190,6 +199,7 @@ class AmalgamationState:
     block_losses_final: dict[str, list[float]] | None = None
     branch_points: dict[str, int] | None = None
     wall_time_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    target_cache: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, model_dir: str) -> AmalgamationState:
@@ -248,6 +258,7 @@ class _Run:
     sample: Any  # two training images, to build each compiled amalgamator
     student_family: str = "target_net"
     tap_weight: float = 0.0
+    cache_targets: bool = False
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -330,6 +341,7 @@ def amalgamate(
     data_record: Mapping[str, Any] | None = None,
     student_family: str = "target_net",
     tap_weight: float = 0.0,
+    cache_targets: bool = False,
 ) -> dict[str, Any]:
     """Amalgamates the teachers into one student and writes it and its report.
 
@@ -374,6 +386,12 @@ def amalgamate(
         tap_weight: ``efficientnet_lite`` only: weight of the term matching the
             student's decoder features to each splittable or tap-only teacher's
             features at the five branch candidates (0: outputs only).
+        cache_targets: Fine-tune on teacher targets computed once per image of the
+            training split (whole unaugmented frames, flip-averaged), kept on disk
+            and moved with the image by the augmentation, instead of running the
+            teachers every step (:mod:`ka_tf.amalgamation.target_cache`). Needs
+            ``train_data`` to be ``make_dataset``, ``tap_weight = 0`` and a
+            class-reading loss (``hard_ce``) for class-predicting tasks.
 
     Returns:
         The report dict (also written as ``amalgamation_report.json``/``.md``).
@@ -409,6 +427,7 @@ def amalgamate(
         synchronized_bn=synchronized_bn,
         student_family=student_family,
         tap_weight=tap_weight,
+        cache_targets=cache_targets,
     )
     blocks = list(range(len(BRANCH_CANDIDATES))) if blockwise_steps > 0 else []
     _blockwise_phase(run, state, blocks, blockwise_steps)
@@ -465,6 +484,7 @@ def _set_up(
     synchronized_bn: bool,
     student_family: str = "target_net",
     tap_weight: float = 0.0,
+    cache_targets: bool = False,
 ) -> _Run:
     """Loads the teachers, builds the block-wise student and its gates, and the losses.
 
@@ -476,6 +496,12 @@ def _set_up(
     tasks = tuple(teacher_models)
     if blockwise_steps > 0:
         check_blockwise_teachers(teacher_models, teacher_paths)
+    if cache_targets and tap_weight:
+        raise ConfigError(
+            f"amalgamate.cache_targets stores the teachers' outputs, and amalgamate."
+            f"tap_weight = {tap_weight} also matches their features every step: bind "
+            f"one of them off (cache_targets = False or tap_weight = 0)."
+        )
     train_dataset = train_data()
     sample = next(iter(train_dataset.take(1)))[IMAGE][:2]
     with strategy.scope():
@@ -483,6 +509,10 @@ def _set_up(
             blockwise_losses = distillation_losses(tasks)
         with gin.config_scope("finetune"):
             finetune_losses = distillation_losses(tasks)
+    if cache_targets:  # refused before any work: a loss whose target cannot be cached
+        for task in tasks:
+            storage_form(task, finetune_losses[task])
+    with strategy.scope():
         blockwise, coders = None, {}
         if student_family == "target_net":
             blockwise = build_blockwise_student(
@@ -515,6 +545,7 @@ def _set_up(
         sample=sample,
         student_family=student_family,
         tap_weight=tap_weight,
+        cache_targets=cache_targets,
     )
 
 
@@ -655,6 +686,20 @@ def _finetune_phase(
             "finetune",
         )
     if steps > 0:
+        train_data = run.train_data
+        if run.cache_targets:
+            started = time.time()
+            cache = _target_cache(run, finetuner)
+            state.wall_time_s.setdefault("target_cache", time.time() - started)
+            if state.target_cache is None:  # the first attempt's record survives resumes
+                state.target_cache = {
+                    "folder": cache.folder,
+                    "images": cache.size,
+                    "forms": cache.forms,
+                    "computed": cache.built,  # False: read from an earlier run's cache
+                }
+            state.save()
+            train_data = functools.partial(run.train_data, teacher_targets=cache)
         print(f"\n== Fine-tuning the student (branch points {dict(branch_points)}) ==", flush=True)
         started = time.time()
         checkpoint = TrainingCheckpoint(
@@ -664,7 +709,7 @@ def _finetune_phase(
         )
         run_phase(
             finetuner,
-            run.train_data,
+            train_data,
             name="finetune",
             total_steps=steps,
             steps_per_epoch=min(run.steps_per_epoch, steps),
@@ -674,6 +719,33 @@ def _finetune_phase(
         state.wall_time_s.setdefault("finetune", time.time() - started)
         state.save()
     return student
+
+
+def _target_cache(run: _Run, finetuner: Amalgamator) -> TargetCache:
+    """The fine-tuning targets of the training split, read from disk or computed once
+    (:func:`~ka_tf.amalgamation.target_cache.prepare_target_cache`)."""
+    try:
+        images = run.train_data(training=False, teacher_targets=None)
+    except TypeError as error:
+        raise ConfigError(
+            f"amalgamate.cache_targets re-reads the training split unaugmented through "
+            f"make_dataset, and amalgamate.train_data does not take its arguments ({error}). "
+            f"Bind amalgamate.train_data = @transfer/make_dataset, or amalgamate."
+            f"cache_targets = False."
+        ) from error
+
+    @tf.function(reduce_retracing=True)
+    def compute(batch):
+        targets = finetuner.teacher_targets(tf.cast(batch, tf.float32))
+        return {task: target["output"] for task, target in targets.items()}
+
+    return prepare_target_cache(
+        (element[IMAGE] for element in images),
+        compute,
+        {task: teacher_fingerprint(run.teacher_paths[task]) for task in run.tasks},
+        {task: storage_form(task, run.finetune_losses[task]) for task in run.tasks},
+        run.flip_average_targets,
+    )
 
 
 def _report(
@@ -705,6 +777,7 @@ def _report(
             "teachers": {task: int(run.teachers[task].count_params()) for task in tasks},
         },
         "wall_time_s": state.wall_time_s,
+        **({"target_cache": state.target_cache} if state.target_cache else {}),
         "distribution": distribution_record(run.strategy, run.train_dataset),
         "metrics": {},
     }

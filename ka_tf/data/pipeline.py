@@ -25,23 +25,34 @@ from typing import Any
 import gin
 import tensorflow as tf
 
-from ka_tf.constants import IMAGE
+from ka_tf.constants import IMAGE, TEACHER_TARGET
 from ka_tf.errors import ConfigError
 from ka_tf.tasks import get_task, task_names
 
 
+def _task_of(key: str) -> str | None:
+    """The task whose rules augment the map ``key``: a label's task, or the task of a
+    cached teacher target (``teacher_target/<task>``); None for the image."""
+    if key.startswith(TEACHER_TARGET):
+        key = key[len(TEACHER_TARGET) :]
+    return key if key in task_names() else None
+
+
 def _pad_value(key: str) -> float:
-    """Value given to padded pixels: a label's task pad value, else 0 (the image)."""
-    return get_task(key).pad_value if key in task_names() else 0
+    """Value given to padded pixels: a label's (or teacher target's) task pad value,
+    else 0 (the image)."""
+    task = _task_of(key)
+    return get_task(task).pad_value if task else 0
 
 
 def flip_left_right(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Mirrors every map of ``element`` horizontally, each label by its task's rule
-    (normals get x negated)."""
+    """Mirrors every map of ``element`` horizontally, each label (and cached teacher
+    target) by its task's rule (normals get x negated)."""
     out = {}
     for key, value in element.items():
-        if key in task_names():
-            out[key] = get_task(key).mirror(value, width_axis=1)
+        task = _task_of(key)
+        if task:
+            out[key] = get_task(task).mirror(value, width_axis=1)
         else:
             out[key] = tf.reverse(value, axis=[1])  # [H, W, ...]: axis 1 is width
     return out
@@ -194,6 +205,7 @@ def make_dataset(
     seed: int = 0,
     repeat: bool | None = None,
     load_options: dict[str, Any] | None = None,
+    teacher_targets: Any = None,
 ) -> tf.data.Dataset:
     """The input pipeline trainers and evaluators call: load, (augment), batch, prefetch.
 
@@ -209,6 +221,10 @@ def make_dataset(
         seed: Seed of shuffling and augmentation.
         repeat: Repeat forever; defaults to ``training``.
         load_options: Extra options for the loader.
+        teacher_targets: A :class:`~ka_tf.amalgamation.target_cache.TargetCache` of
+            this split: each element gets its cached teacher targets
+            (``teacher_target/<task>``) before augmentation, which moves them with
+            the image (the amalgamation passes it; not a gin setting).
 
     Returns:
         A dataset of dict batches (``image`` uint8 [B, H, W, 3], ...).
@@ -236,6 +252,8 @@ def make_dataset(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    if teacher_targets is not None:
+        dataset = dataset.map(teacher_targets.attach, num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment:
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(

@@ -58,14 +58,31 @@ class SoftTargetKLDivergence(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="ka_tf")
 class HardTargetCrossEntropy(keras.losses.Loss):
-    """Cross-entropy of the student's logits to the teacher's argmax classes."""
+    """Cross-entropy of the student's logits to the teacher's argmax classes.
 
-    def __init__(self, name="semseg_hard_ce", **kwargs):
+    ``y_true`` is the teacher's logits [B, H, W, C], or already its classes [B, H, W]
+    (a teacher-target cache stores them: ``reads_target_classes``), where 255 — a
+    pixel padded by augmentation — is ignored.
+    """
+
+    #: Only the teacher's argmax matters, so a cache may store the classes alone.
+    reads_target_classes = True
+
+    def __init__(self, ignore_label: int = IGNORE_LABEL, name="semseg_hard_ce", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.ignore_label = int(ignore_label)
 
     def call(self, y_true, y_pred):
-        targets = ops.argmax(ops.cast(y_true, "float32"), axis=-1)
-        ce = keras.losses.sparse_categorical_crossentropy(
-            targets, ops.cast(y_pred, "float32"), from_logits=True
-        )
-        return ops.mean(ce, axis=(1, 2))
+        logits = ops.cast(y_pred, "float32")
+        if len(y_true.shape) == 4:
+            targets = ops.argmax(ops.cast(y_true, "float32"), axis=-1)
+            ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+            return ops.mean(ce, axis=(1, 2))
+        labels = ops.cast(y_true, "int32")
+        valid = ops.not_equal(labels, self.ignore_label)
+        safe = ops.where(valid, labels, ops.zeros_like(labels))
+        ce = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
+        return masked_mean_per_sample(ce, valid)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_label": self.ignore_label}

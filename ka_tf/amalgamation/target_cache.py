@@ -1,0 +1,266 @@
+"""Fine-tuning targets computed once per transfer image, kept on disk, reused by every run.
+
+In an amalgamation step the frozen teachers' targets (each teacher on the image and
+on its mirror) cost about a third of the step, yet for a given image they never
+change. :func:`prepare_target_cache` runs each teacher once per image of the
+transfer split, on the whole unaugmented frame (flip-averaged as the step does), and
+stores the targets; :meth:`TargetCache.attach` then joins each image's targets to it
+(``teacher_target/<task>``) inside the input pipeline *before* augmentation, where
+they are augmented as that task's labels would be, so the flip, zoom and
+window of :func:`ka_tf.data.pipeline.augment_element` move them with the image (nearest
+neighbour, each task's mirror rule) and colour jitter leaves them alone. The train
+step reads them instead of running the teachers
+(:meth:`~ka_tf.amalgamation.amalgamator.Amalgamator.cached_targets`).
+
+These are not bit-for-bit the targets of the live step: a teacher that sees the whole
+clean frame sees more context than on a jittered window, and zoomed targets are
+resampled rather than recomputed. The study measured the effect (BUILD.md).
+
+What is stored per task:
+
+- ``classes`` (uint8 ``[N, H, W]``): the argmax of a class-predicting task whose
+  fine-tuning loss reads only the argmax (``hard_ce``). A loss that reads the whole
+  distribution (``kl``) is refused: it would need 2 bytes × classes per pixel.
+- ``map`` (float16, the output's shape): every other task (depth metres, normals,
+  mask probabilities); float16 keeps ~3 significant digits, far below the teachers'
+  own error.
+
+Staleness: the folder is named by a hash of everything the targets depend on — each
+teacher file's sha256, the flip averaging, the storage forms, the format version
+and the fingerprints of all the images in order — so a changed teacher or a
+re-rendered split lands in another folder and a stale one is never read. A folder
+whose arrays fail their recorded sha256 (a crash mid-write, a tampered file) is
+deleted and rebuilt, with one warning.
+
+The default root is ``$KA_TF_TARGET_CACHE``, else ``~/.cache/ka_tf/teacher_targets``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ka_tf.constants import IMAGE, TEACHER_TARGET
+from ka_tf.errors import ConfigError
+from ka_tf.io_utils import atomic_write_json, file_sha256
+from ka_tf.tasks import get_task
+
+CACHE_ENV = "KA_TF_TARGET_CACHE"
+FORMAT_VERSION = 1
+CLASSES, MAP = "classes", "map"
+MANIFEST = "manifest.json"
+
+
+def default_cache_root() -> str:
+    """``$KA_TF_TARGET_CACHE`` if set, else ``~/.cache/ka_tf/teacher_targets``."""
+    return os.environ.get(CACHE_ENV) or os.path.join(
+        os.path.expanduser("~"), ".cache", "ka_tf", "teacher_targets"
+    )
+
+
+def storage_form(task: str, loss: keras.losses.Loss) -> str:
+    """How ``task``'s targets are stored for ``loss``: ``classes`` or ``map``.
+
+    Raises:
+        ConfigError: a class-predicting task whose loss reads the whole distribution.
+    """
+    if not get_task(task).has_classes:
+        return MAP
+    if getattr(loss, "reads_target_classes", False):
+        return CLASSES
+    raise ConfigError(
+        f"amalgamate.cache_targets stores the {task!r} teacher's classes, but the "
+        f"fine-tuning loss {type(loss).__name__} reads its whole distribution. Bind "
+        f"finetune/distillation_losses.losses with {task!r}: 'hard_ce', or "
+        f"amalgamate.cache_targets = False."
+    )
+
+
+def image_fingerprints(images: tf.Tensor) -> tf.Tensor:
+    """int64 ``[B]``: a 64-bit fingerprint of each uint8 image's bytes in ``[B, H, W, 3]``."""
+    flat = tf.reshape(tf.cast(images, tf.uint8), [tf.shape(images)[0], -1])
+    return tf.bitcast(tf.fingerprint(flat), tf.int64)
+
+
+def teacher_fingerprint(path: str) -> str:
+    """sha256 of a teacher file, or of every file of a folder (a SavedModel) in order."""
+    if not os.path.isdir(path):
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            digest.update(os.path.relpath(full, path).encode())
+            digest.update(file_sha256(full).encode())
+    return digest.hexdigest()
+
+
+class TargetCache:
+    """One transfer split's targets: ``task → [N, ...]`` arrays and a fingerprint index.
+
+    Build one with :func:`prepare_target_cache`.
+
+    Attributes:
+        folder: Where the arrays live.
+        forms: Task → ``classes`` or ``map``.
+        size: Images cached.
+        built: Whether this object computed the targets (False: read from disk).
+    """
+
+    def __init__(self, folder: str, forms: Mapping[str, str], built: bool) -> None:
+        self.folder = folder
+        self.forms = dict(forms)
+        self.built = built
+        self._arrays = {
+            task: np.load(os.path.join(folder, f"{task}.npy"), mmap_mode="r") for task in forms
+        }
+        fingerprints = np.load(os.path.join(folder, "fingerprints.npy"))
+        self.size = int(fingerprints.shape[0])
+        # Identical images have identical targets: the first row serves them all.
+        keys, rows = np.unique(fingerprints, return_index=True)
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys, tf.int64), tf.constant(rows, tf.int64)
+            ),
+            default_value=-1,
+        )
+
+    def _rows(self, row: np.ndarray) -> list[np.ndarray]:
+        index = int(row)
+        if index < 0:
+            raise ValueError(
+                f"an image of the training pipeline is not in the teacher-target cache "
+                f"{self.folder}: the split changed during the run. Re-run to rebuild it."
+            )
+        return [np.asarray(self._arrays[task][index]) for task in self.forms]
+
+    def attach(self, element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``element`` plus each task's cached targets under ``teacher_target/<task>``
+        (a ``tf.data`` map function, applied before augmentation)."""
+        row = self._table.lookup(image_fingerprints(element[IMAGE][None])[0])
+        dtypes = [tf.as_dtype(self._arrays[task].dtype) for task in self.forms]
+        values = tf.numpy_function(self._rows, [row], dtypes, stateful=False)
+        out = dict(element)
+        for task, value in zip(self.forms, values, strict=True):
+            out[f"{TEACHER_TARGET}{task}"] = tf.ensure_shape(value, self._arrays[task].shape[1:])
+        return out
+
+
+def prepare_target_cache(
+    images: Iterable[Any],
+    compute_targets: Callable[[tf.Tensor], Mapping[str, tf.Tensor]],
+    teacher_fingerprints: Mapping[str, str],
+    forms: Mapping[str, str],
+    flip_average: bool,
+    root: str | None = None,
+) -> TargetCache:
+    """The cache of these images' targets: read from disk when it holds exactly them,
+    else computed (one pass of the teachers) and written.
+
+    Args:
+        images: Batches of uint8 ``[B, H, W, 3]`` images, the whole split, unaugmented,
+            in a fixed order (the split read with ``training=False``).
+        compute_targets: Batch → task → the teacher target the train step would
+            compute for it (the loss's target form).
+        teacher_fingerprints: Task → :func:`teacher_fingerprint` of its teacher file.
+        forms: Task → :func:`storage_form`.
+        flip_average: Whether ``compute_targets`` averages over the mirror image.
+        root: The cache root (default :func:`default_cache_root`).
+
+    Returns:
+        The cache, its arrays memory-mapped.
+    """
+    batches = [np.asarray(batch) for batch in images]
+    if not batches:
+        raise ConfigError("amalgamate.cache_targets: the transfer split has no images.")
+    fingerprints = np.concatenate([image_fingerprints(b).numpy() for b in batches])
+    key = {
+        "format": FORMAT_VERSION,
+        "teachers": dict(sorted(teacher_fingerprints.items())),
+        "forms": dict(sorted(forms.items())),
+        "flip_average": bool(flip_average),
+        "image_shape": list(batches[0].shape[1:]),
+        "images": hashlib.sha256(fingerprints.tobytes()).hexdigest(),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    folder = os.path.join(root or default_cache_root(), digest)
+    if _intact(folder, key):
+        return TargetCache(folder, forms, built=False)
+    if os.path.exists(folder):
+        logging.warning("Teacher-target cache %s is incomplete or damaged: rebuilding it.", folder)
+        shutil.rmtree(folder)
+    _build(folder, key, batches, fingerprints, compute_targets, forms)
+    return TargetCache(folder, forms, built=True)
+
+
+def _intact(folder: str, key: Mapping[str, Any]) -> bool:
+    """Whether ``folder`` holds a complete cache for ``key`` whose arrays match their
+    recorded sha256."""
+    manifest_path = os.path.join(folder, MANIFEST)
+    if not os.path.exists(manifest_path):
+        return False
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        if manifest.get("key") != json.loads(json.dumps(key)):
+            return False
+        return all(
+            file_sha256(os.path.join(folder, name)) == sha
+            for name, sha in manifest["sha256"].items()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _stored(form: str, target: np.ndarray) -> np.ndarray:
+    if form == CLASSES:
+        return np.argmax(target, axis=-1).astype(np.uint8)
+    return target.astype(np.float16)
+
+
+def _build(folder, key, batches, fingerprints, compute_targets, forms) -> None:
+    """Runs the teachers over every batch and writes the arrays, then the manifest
+    (last: a folder without it is incomplete)."""
+    os.makedirs(folder, exist_ok=True)
+    total = int(fingerprints.shape[0])
+    print(f"\n== Caching teacher targets: {total} images -> {folder} ==", flush=True)
+    progress = keras.utils.Progbar(total, unit_name="image")
+    arrays: dict[str, np.ndarray] = {}
+    start = 0
+    for batch in batches:
+        targets = compute_targets(tf.constant(batch))
+        for task, form in forms.items():
+            stored = _stored(form, np.asarray(targets[task]))
+            if task not in arrays:
+                arrays[task] = np.lib.format.open_memmap(
+                    os.path.join(folder, f"{task}.npy"),
+                    mode="w+",
+                    dtype=stored.dtype,
+                    shape=(total, *stored.shape[1:]),
+                )
+            arrays[task][start : start + len(batch)] = stored
+        start += len(batch)
+        progress.update(start)
+    for array in arrays.values():
+        array.flush()
+    del arrays
+    np.save(os.path.join(folder, "fingerprints.npy"), fingerprints)
+    names = ["fingerprints.npy", *(f"{task}.npy" for task in forms)]
+    atomic_write_json(
+        os.path.join(folder, MANIFEST),
+        {
+            "key": key,
+            "size": total,
+            "sha256": {name: file_sha256(os.path.join(folder, name)) for name in names},
+        },
+    )
