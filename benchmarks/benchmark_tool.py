@@ -2,16 +2,18 @@
 
 Usage:
     python tools/benchmark.py --gin_file=gin/demo.gin --output=bench.json \\
-        [--image_size=H,W] [--batch_size=B] --sections=inference,training,machine[,synth] \\
+        [--image_size=H,W] [--batch_size=B] --sections=inference,training,machine[,synth,tflite] \\
         [--compare_pytorch] [--demo [--demo_bindings=...]] [--noxla] \\
-        [--student=s.keras --teachers=a.keras,b.keras] [--formats=keras,saved_model,...]
+        [--student=s.keras --teachers=a.keras,b.keras] [--formats=keras,saved_model,...] \\
+        [--tflite_sizes=256x512] [--tflite_threads=1,2]
 
 Models: by default the teachers are built from the gin configuration with fresh
 weights (speed does not depend on weights): the ``build_teacher`` bindings of
 ``--model_gin`` (parsed first) and ``--gin_file`` (parsed after it), one teacher per
 task of the ``TEACHERS`` macro, ``NUM_CLASSES`` classes. The student is a ka_tf
-TargetNet assembled from them as the amalgamation does, branching at
-``--branch_points`` (the demo's choice, semseg:1,depth:1). ``--student`` and
+TargetNet assembled from them as the amalgamation does, at the width the gin
+configuration binds (``amalgamate.student_width_multiplier``; unbound: the teachers'),
+branching at ``--branch_points`` (the demo's choice, semseg:1,depth:1). ``--student`` and
 ``--teachers`` load ``.keras`` files instead. ``--image_size`` and ``--batch_size``
 default to the gin macros ``IMAGE_SIZE`` and ``BATCH_SIZE`` (and are bound back into
 gin, so the input pipeline reads the same size). Everything runs in float32.
@@ -46,6 +48,15 @@ Sections:
   ``--synth_width`` with ``--synth_workers`` processes over ``--synth_frames`` frames,
   after a warm-up that starts the workers. Rendering includes the layout, pybullet,
   labels, depth and normals; not the TFRecord encoding and writing.
+- ``tflite`` (not run by default; needs the ``export`` extra): a mobile latency table
+  (``benchmarks/tflite_latency.py``). The student and each teacher exported by
+  ``ka_tf.export`` as TFLite fp32, fp16, dynamic and int8 (int8 calibrated on random
+  images), at the image size and at each ``--tflite_sizes`` (default 256x512), timed in
+  LiteRT's Python interpreter with XNNPACK, batch 1, ``--tflite_threads`` threads
+  (default 1 and 2): ``models.<model>.<HxW>.<quantization>.threads_<n>.latency_ms``,
+  file size, the operators XNNPACK runs; the teachers in turn, the student vs the fp32
+  teachers (``target``: int8 student >= 3x at 1 thread), XNNPACK on vs off, and the
+  Python overhead of the timed call.
 
 ``--compare_pytorch`` adds ``pytorch``: the same SegNet (semseg teacher: arch, width,
 classes, batch, image size) in PyTorch (``benchmarks/pytorch_reference.py``) timed
@@ -94,7 +105,7 @@ define_gin_flags()
 flags.DEFINE_list(
     "sections",
     list(MODEL_SECTIONS),
-    "Comma-separated sections to run: inference, training, machine, synth.",
+    "Comma-separated sections to run: inference, training, machine, synth, tflite.",
 )
 flags.DEFINE_string("output", None, "Optional JSON file for the results (written atomically).")
 flags.DEFINE_integer("repeats", 3, "Timed repeats per measurement (after a warm-up), >= 1.")
@@ -145,6 +156,12 @@ flags.DEFINE_integer("synth_height", 128, "synth: image height (multiple of 32).
 flags.DEFINE_integer("synth_width", 256, "synth: image width (multiple of 32).")
 flags.DEFINE_integer("synth_workers", 2, "synth: rendering processes, >= 1.")
 flags.DEFINE_enum("synth_scene", "street", ["street", "indoor"], "synth: scene to render.")
+flags.DEFINE_list(
+    "tflite_sizes",
+    ["256x512"],
+    "tflite: HxW sizes (multiples of 32) timed besides the image size; '' for none.",
+)
+flags.DEFINE_list("tflite_threads", ["1", "2"], "tflite: LiteRT thread counts (>= 1).")
 FLAGS = flags.FLAGS
 
 
@@ -184,6 +201,15 @@ def _gin_macro(name: str, default: Any = None) -> Any:
 
     try:
         return gin.query_parameter(f"%{name}")
+    except ValueError:
+        return default
+
+
+def _gin_parameter(name: str, default: Any = None) -> Any:
+    import gin
+
+    try:
+        return gin.query_parameter(name)
     except ValueError:
         return default
 
@@ -257,10 +283,12 @@ def _load_models(setup: Setup) -> None:
         setup.sources["student"] = FLAGS.student
     else:
         points = benchmarking.parse_branch_points(FLAGS.branch_points)
-        setup.student = benchmarking.build_student(setup.teachers, points)
+        width = _gin_parameter("amalgamate.student_width_multiplier")
+        setup.student = benchmarking.build_student(setup.teachers, points, width)
         setup.sources["student"] = (
-            f"TargetNet built from the teachers, branch points {setup.student.branch_points} "
-            f"(fresh weights)"
+            f"TargetNet built from the teachers, branch points {setup.student.branch_points}, "
+            f"width {'the teachers' if width is None else width} (gin "
+            f"amalgamate.student_width_multiplier; fresh weights)"
         )
 
 
@@ -680,11 +708,23 @@ def bench_demo(setup: Setup | None = None) -> dict[str, Any]:
     return result
 
 
+def bench_tflite(setup: Setup) -> dict[str, Any]:
+    """The mobile latency table (``benchmarks/tflite_latency.py``)."""
+    from benchmarks import tflite_latency
+
+    return tflite_latency.bench_tflite(
+        setup,
+        tflite_latency.parse_sizes(FLAGS.tflite_sizes),
+        tflite_latency.parse_threads(FLAGS.tflite_threads),
+    )
+
+
 SECTIONS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "inference": bench_inference,
     "training": bench_training,
     "machine": bench_machine,
     "synth": bench_synth,
+    "tflite": bench_tflite,
 }
 
 
@@ -764,7 +804,13 @@ def main(argv: list[str]) -> int:
     _parse_image_size()
     if FLAGS.output and os.path.isdir(FLAGS.output):
         raise ConfigError(f"--output={FLAGS.output} is a directory, expected a JSON file path.")
-    needs_models = FLAGS.compare_pytorch or any(s in MODEL_SECTIONS for s in FLAGS.sections)
+    if "tflite" in FLAGS.sections:
+        from benchmarks.tflite_latency import check_options
+
+        check_options(FLAGS.tflite_sizes, FLAGS.tflite_threads)
+    needs_models = FLAGS.compare_pytorch or any(
+        s in (*MODEL_SECTIONS, "tflite") for s in FLAGS.sections
+    )
     setup = None
     threads: dict[str, Any] = {}
     if needs_models:

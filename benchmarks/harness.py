@@ -498,18 +498,29 @@ def build_teachers_from_gin(tasks: Sequence[str], num_classes: int | None) -> di
     }
 
 
-def build_student(teachers: Mapping[str, Any], branch_points: Mapping[str, int]) -> Any:
+def build_student(
+    teachers: Mapping[str, Any],
+    branch_points: Mapping[str, int],
+    width_multiplier: float | None = None,
+) -> Any:
     """A branched TargetNet assembled the way the amalgamation does it.
 
-    A scratch block-wise student and its gates, then
-    :func:`~ka_tf.amalgamation.student_builder.assemble_student` at ``branch_points``
-    (branches and heads copied from the teachers).
+    A scratch block-wise student (at ``width_multiplier``, None: the teachers' width)
+    and its gates, then :func:`~ka_tf.amalgamation.student_builder.assemble_student` at
+    ``branch_points`` (branches and heads copied from the teachers).
     """
     from ka_tf.amalgamation.amalgamator import build_coders
+    from ka_tf.amalgamation.lite_student_builder import tap_teacher_channels
     from ka_tf.amalgamation.student_builder import assemble_student, build_blockwise_student
 
-    blockwise = build_blockwise_student(teachers, init_from="scratch")
-    coders = build_coders(blockwise.candidate_channels(), tuple(teachers))
+    blockwise = build_blockwise_student(
+        teachers, init_from="scratch", width_multiplier=width_multiplier
+    )
+    coders = build_coders(
+        blockwise.candidate_channels(),
+        tuple(teachers),
+        teacher_channels=tap_teacher_channels(teachers),
+    )
     points = {task: int(branch_points.get(task, 1)) for task in teachers}
     return assemble_student(blockwise, coders, teachers, points)
 
