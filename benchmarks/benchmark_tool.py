@@ -37,8 +37,9 @@ Sections:
   optimizer, task loss ``ce``/``log_l1``; latency is per step) per teacher, and of
   the amalgamation step (``Amalgamator`` in ``finetune`` mode, flip-averaged targets),
   each also with ``jit_compile=True`` (XLA; the error is recorded where it fails;
-  ``--noxla`` leaves it out, compiling takes minutes); ``total_s`` includes building,
-  compiling and warm-up. The
+  ``--noxla`` leaves it out, compiling takes minutes), and the amalgamation step fed
+  cached teacher targets (``amalgamate.cache_targets``: the teachers do not run;
+  ``cached_targets_speedup``); ``total_s`` includes building, compiling and warm-up. The
   input pipeline alone (``transfer/make_dataset``, images/s; it renders the synthetic
   data on first use).
 - ``machine``: float32 GFLOP/s of a ``--matmul_size`` square ``tf.linalg.matmul`` (the
@@ -438,19 +439,24 @@ def _supervised_call(teacher, task: str, batch: int, setup: Setup, jit_compile: 
     return benchmarking.keras_train_steps(model, (x, {task: tf.constant(target)}))
 
 
-def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool):
+def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool, cached: bool = False):
+    import gin
     import tensorflow as tf
 
     from benchmarks import harness as benchmarking
     from ka_tf.amalgamation.amalgamator import Amalgamator
     from ka_tf.amalgamation.run import distillation_losses
+    from ka_tf.amalgamation.target_cache import storage_form, stored_target
+    from ka_tf.constants import IMAGE, TEACHER_TARGET
     from ka_tf.optim import build_optimizer
 
     teachers = {task: benchmarking.clone_model(t) for task, t in setup.teachers.items()}
+    with gin.config_scope("finetune"):
+        losses = distillation_losses(tuple(teachers))
     amalgamator = Amalgamator(
         benchmarking.clone_model(setup.student),
         teachers,
-        distillation_losses(tuple(teachers)),
+        losses,
         mode="finetune",
         flip_average_targets=True,
     )
@@ -461,7 +467,15 @@ def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool):
     )
     images = tf.constant(_images(batch, setup.image_size))
     amalgamator.prepare(images)
-    return benchmarking.keras_train_steps(amalgamator, images)
+    if not cached:
+        return benchmarking.keras_train_steps(amalgamator, images)
+    # The batch as a teacher-target cache serves it: the targets stored as the cache
+    # stores them (classes for hard_ce, float16 maps), the teachers not run.
+    data = {IMAGE: images}
+    for task, target in amalgamator.teacher_targets(images).items():
+        form = storage_form(task, losses[task])
+        data[f"{TEACHER_TARGET}{task}"] = tf.constant(stored_target(form, target["output"]))
+    return benchmarking.keras_train_steps(amalgamator, data)
 
 
 def _timed_or_error(make: Callable[[], Callable[[], Any]], batch: int, setup: Setup) -> dict:
@@ -514,6 +528,13 @@ def bench_training(setup: Setup) -> dict[str, Any]:
         result[f"amalgamation_step{suffix}"] = _timed_or_error(
             lambda j=jit: _amalgamation_call(setup, batch, j), batch, setup
         )
+    result["amalgamation_step_cached_targets"] = _timed_or_error(
+        lambda: _amalgamation_call(setup, batch, False, cached=True), batch, setup
+    )
+    result["cached_targets_speedup"] = benchmarking.ratio(
+        benchmarking.median_of(result["amalgamation_step"], "latency_ms"),
+        benchmarking.median_of(result["amalgamation_step_cached_targets"], "latency_ms"),
+    )
     try:
         scope, call = _pipeline_call(batch)
         result["input_pipeline"] = {

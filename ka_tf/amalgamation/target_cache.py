@@ -222,7 +222,10 @@ def _intact(folder: str, key: Mapping[str, Any]) -> bool:
         return False
 
 
-def _stored(form: str, target: np.ndarray) -> np.ndarray:
+def stored_target(form: str, target: Any) -> np.ndarray:
+    """A batch of teacher targets as the cache stores them: ``classes`` → uint8 argmax,
+    ``map`` → float16."""
+    target = np.asarray(target)
     if form == CLASSES:
         return np.argmax(target, axis=-1).astype(np.uint8)
     return target.astype(np.float16)
@@ -240,7 +243,7 @@ def _build(folder, key, batches, fingerprints, compute_targets, forms) -> None:
     for batch in batches:
         targets = compute_targets(tf.constant(batch))
         for task, form in forms.items():
-            stored = _stored(form, np.asarray(targets[task]))
+            stored = stored_target(form, targets[task])
             if task not in arrays:
                 arrays[task] = np.lib.format.open_memmap(
                     os.path.join(folder, f"{task}.npy"),

@@ -137,12 +137,25 @@ def augment_element(
             every map (fully convolutional models train on windows and are evaluated
             on whole frames: the zoo demo amalgamates on 128×128 windows of 128×256
             frames). None keeps the whole frame.
+
+    Raises:
+        ConfigError: a zoom of an element that carries cached teacher targets
+            (``teacher_target/<task>``).
     """
+    zooms = scale_range[0] != 1.0 or scale_range[1] != 1.0
+    if zooms and any(key.startswith(TEACHER_TARGET) for key in element):
+        raise ConfigError(
+            f"augment_element.scale_range={tuple(scale_range)} zooms, and this pipeline "
+            f"carries cached teacher targets: a teacher's output on a zoomed image is not "
+            f"its output zoomed (depth above all), so zoomed targets would mislead the "
+            f"student. Bind transfer/augment_element.scale_range = (1.0, 1.0), or "
+            f"amalgamate.cache_targets = False."
+        )
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
     if flip:
         coin = tf.random.stateless_uniform([], seeds[0]) < 0.5
         element = tf.cond(coin, lambda: flip_left_right(element), lambda: dict(element))
-    if scale_range[0] != 1.0 or scale_range[1] != 1.0:
+    if zooms:
         element = random_scale_crop(element, seeds[1], scale_range)
     if jitter:
         element = dict(element)
@@ -257,7 +270,9 @@ def make_dataset(
     if training and augment:
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            augment_element,
+            # Graph ops only (tf.cond), so no AutoGraph: its conversion would also wrap
+            # the ConfigError of a bad setting in a StagingError.
+            tf.autograph.experimental.do_not_convert(augment_element),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     dataset = dataset.batch(batch_size, drop_remainder=training)
