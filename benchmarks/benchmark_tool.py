@@ -25,7 +25,8 @@ Sections:
 
 - ``inference``: images/s and latency (per batch) of the student and of the two
   teachers run one after the other, in each of ``--formats``: ``keras`` (a
-  ``tf.function``-wrapped model call), ``saved_model`` (``serving_default``, uint8
+  ``tf.function``-wrapped model call; also ``keras_frozen``, its weights frozen into
+  the graph as in every ka_tf export), ``saved_model`` (``serving_default``, uint8
   input), ``tflite`` (LiteRT with 1 and with 2 threads; the files take batch 1 only)
   and ``onnx`` (ONNX Runtime CPU), at batch 1 and batch B. The artifacts come from
   ``ka_tf.export.export_model`` (exported outputs include argmax and softmax).
@@ -63,8 +64,11 @@ Sections:
 classes, batch, image size) in PyTorch (``benchmarks/pytorch_reference.py``) timed
 alternately with the Keras one (repeats interleaved): an SGD training step (Keras:
 ``--steps_per_execution`` steps per train-function call, as ka_tf trains) and an
-eval forward at batch 1 and B; ``tf_vs_pytorch`` = Keras images/s / PyTorch images/s
-(> 1: ka_tf faster). PyTorch runs in a worker process of its own with its default
+eval forward at batch 1 and B through three TensorFlow paths (``keras``: a
+``tf.function`` reading the variables; ``keras_frozen``: the weights frozen into the
+graph, as every ka_tf export endpoint is; ``saved_model``: ka_tf's SavedModel,
+``serving_default``); ``tf_vs_pytorch`` = TensorFlow images/s / PyTorch images/s
+(> 1: ka_tf faster), per path. PyTorch runs in a worker process of its own with its default
 OpenMP settings, as its users run it (``OMP_WAIT_POLICY`` from the environment is
 passed on and recorded); libgomp's spin-waiting threads make its timings swing by
 up to 10x on a loaded machine, so benchmark on a quiet one. The worker times its runs
@@ -345,17 +349,19 @@ def bench_inference(setup: Setup) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     formats = list(dict.fromkeys(FLAGS.formats))
     if "keras" in formats:
-        runs["keras"] = {
-            group: {
-                f"batch_{b}": benchmarking.time_calls(
-                    benchmarking.keras_forward([models[n] for n in names], images[b]),
-                    b,
-                    **setup.timing(),
-                )
-                for b in images
+        for row, forward in (
+            ("keras", benchmarking.keras_forward),
+            ("keras_frozen", benchmarking.keras_frozen_forward),
+        ):
+            runs[row] = {
+                group: {
+                    f"batch_{b}": benchmarking.time_calls(
+                        forward([models[n] for n in names], images[b]), b, **setup.timing()
+                    )
+                    for b in images
+                }
+                for group, names in groups.items()
             }
-            for group, names in groups.items()
-        }
     exported = [f for f in formats if f != "keras"]
     if exported:
         with tempfile.TemporaryDirectory(prefix="ka_tf_bench_") as tmp:
@@ -671,22 +677,40 @@ def bench_pytorch(setup: Setup) -> dict[str, Any]:
             **setup.timing(),
         )
         result["inference"] = {}
-        for b in _batches(setup):
-            keras_forward = benchmarking.keras_forward([teacher], _images(b, setup.image_size))
-            torch_forward = worker.build(f"{reference}:inference_call", batch=b, **options)
-            result["inference"][f"batch_{b}"] = benchmarking.time_interleaved(
-                {"keras": keras_forward, "pytorch": torch_forward}, b, **setup.timing()
-            )
+        result["inference_paths"] = {
+            "keras": "a tf.function of model(x, training=False): weights read as variables, "
+            "BatchNorm folded into each conv on every call",
+            "keras_frozen": "the same forward with its weights frozen into the graph "
+            "(ka_tf.export.dense_export_module.frozen_function)",
+            "saved_model": "ka_tf's SavedModel export, serving_default (uint8 in; argmax "
+            "and softmax out, which PyTorch's forward does not compute)",
+            "pytorch": "model.eval() under torch.inference_mode()",
+        }
+        with tempfile.TemporaryDirectory(prefix="ka_tf_bench_sm_") as tmp:
+            for b in _batches(setup):
+                images = _images(b, setup.image_size)
+                calls = {
+                    "keras": benchmarking.keras_forward([teacher], images),
+                    "keras_frozen": benchmarking.keras_frozen_forward([teacher], images),
+                    "saved_model": benchmarking.saved_model_forward(
+                        [teacher], images, os.path.join(tmp, f"batch_{b}")
+                    ),
+                    "pytorch": worker.build(f"{reference}:inference_call", batch=b, **options),
+                }
+                result["inference"][f"batch_{b}"] = benchmarking.time_interleaved(
+                    calls, b, **setup.timing()
+                )
 
-    def tf_vs_pytorch(entry: dict) -> float | None:
+    def tf_vs_pytorch(entry: dict, path: str = "keras") -> float | None:
         return benchmarking.ratio(
-            benchmarking.median_of(entry["keras"]), benchmarking.median_of(entry["pytorch"])
+            benchmarking.median_of(entry[path]), benchmarking.median_of(entry["pytorch"])
         )
 
-    result["tf_vs_pytorch"] = {
-        "training_step": tf_vs_pytorch(result["training_step"]),
-        **{f"inference_{k}": tf_vs_pytorch(v) for k, v in result["inference"].items()},
-    }
+    result["tf_vs_pytorch"] = {"training_step": tf_vs_pytorch(result["training_step"])}
+    for key, entry in result["inference"].items():
+        for path in ("keras", "keras_frozen", "saved_model"):
+            suffix = "" if path == "keras" else f"_{path}"
+            result["tf_vs_pytorch"][f"inference_{key}{suffix}"] = tf_vs_pytorch(entry, path)
     return result
 
 

@@ -632,6 +632,49 @@ def keras_forward(models: Sequence[Any], images: Any) -> Callable[[], Any]:
     return run
 
 
+def keras_frozen_forward(models: Sequence[Any], images: Any) -> Callable[[], Any]:
+    """Like :func:`keras_forward`, through each model's forward with its weights frozen
+    into the graph (:func:`ka_tf.export.dense_export_module.frozen_function`, the form
+    of every ka_tf export endpoint): Grappler folds BatchNorm into the convolutions
+    once instead of on every call."""
+    import tensorflow as tf
+
+    from ka_tf.export.dense_export_module import frozen_function
+
+    tensor = tf.constant(images, tf.float32)
+    spec = [tf.TensorSpec(tensor.shape, tf.float32)]
+    functions = [frozen_function(lambda x, m=model: m(x, training=False), spec) for model in models]
+
+    def run() -> list:
+        return [tf.nest.map_structure(lambda t: t.numpy(), fn(tensor)) for fn in functions]
+
+    return run
+
+
+def saved_model_forward(models: Sequence[Any], images: Any, directory: str) -> Callable[[], Any]:
+    """Each model exported as ka_tf's SavedModel (``serving_default``: uint8 images, the
+    exported outputs) into ``directory``, loaded back and called in turn."""
+    import tensorflow as tf
+
+    from ka_tf.export.dense_export_module import SERVING_DEFAULT, DenseExportModule
+
+    signatures = []
+    for i, model in enumerate(models):
+        module = DenseExportModule(model, images.shape[1:3])
+        path = os.path.join(directory, f"saved_model_{i}")
+        tf.saved_model.save(module, path, signatures=module.signatures(include_float=False))
+        signatures.append(tf.saved_model.load(path))
+    tensor = tf.constant(np.clip(np.round(images), 0, 255).astype(np.uint8))
+
+    def run() -> list:
+        return [
+            {k: v.numpy() for k, v in loaded.signatures[SERVING_DEFAULT](images=tensor).items()}
+            for loaded in signatures
+        ]
+
+    return run
+
+
 def export_artifacts(
     models: Mapping[str, Any], formats: Sequence[str], image_size: Sequence[int], out_dir: str
 ) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str]]:
@@ -747,6 +790,7 @@ __all__ = [
     "current_rss_mb",
     "export_artifacts",
     "keras_forward",
+    "keras_frozen_forward",
     "keras_train_steps",
     "median_of",
     "model_summary",
@@ -756,6 +800,7 @@ __all__ = [
     "ratio",
     "runtime_call",
     "runtimes",
+    "saved_model_forward",
     "serve_worker",
     "set_threads",
     "short_error",

@@ -608,3 +608,25 @@ def test_dynamic_size_model_needs_image_size_and_a_failed_export_loses_nothing(
     assert (
         snapshot_files(out_dir) == before
     )  # the previous export is intact and nothing half-written is left
+
+
+def test_saved_model_endpoints_are_frozen_and_match_the_model(tmp_path):
+    """The SavedModel holds the weights as constants (no variables to read per call,
+    BatchNorm folded once at load) and gives the Keras model's outputs."""
+    from ka_tf.export.dense_export_module import DenseExportModule, postprocess
+
+    model = tiny_student(tasks=("semseg", "depth"))
+    module = DenseExportModule(model, (H, W))
+    path = str(tmp_path / "saved_model")
+    tf.saved_model.save(module, path, signatures=module.signatures())
+    saved = [
+        name for name, _ in tf.train.list_variables(os.path.join(path, "variables", "variables"))
+    ]
+    assert not [name for name in saved if "OBJECT_GRAPH" not in name], saved
+    images = np.random.default_rng(0).integers(0, 256, (2, H, W, 3)).astype(np.uint8)
+    expected = postprocess(model(tf.constant(images, tf.float32), training=False))
+    loaded = tf.saved_model.load(path)
+    for signature, inputs in ((SERVING_DEFAULT, images), ("serving_float", images.astype("f4"))):
+        actual = loaded.signatures[signature](images=tf.constant(inputs))
+        for name, value in expected.items():
+            np.testing.assert_allclose(actual[name].numpy(), value.numpy(), atol=1e-5, err_msg=name)

@@ -20,6 +20,14 @@ Every endpoint returns the same dict, keyed by output name:
 for the tasks the model has (each task's :meth:`~ka_tf.tasks.Task.export_outputs`;
 a user's task adds its own).
 
+Every endpoint holds the model's weights as constants, frozen when the endpoint is
+first used (:func:`frozen_function`): Grappler then folds each convolution's
+BatchNorm into its kernel once, at load, instead of on every call, and a served
+SavedModel carries no variables. At batch 1 that is where the time went (BUILD.md,
+"Performance, round two"). ``serving_default`` and ``predict_image_bytes`` unpool with
+``MaxPoolGrad`` (one TensorFlow op); ``serving_float`` and the TFLite function keep the
+builtin-op mask form that TFLite and ONNX run (the same results).
+
 An input to ``predict_image_bytes`` that is not an image makes the call fail with an
 ``InvalidArgumentError`` whose message starts with :data:`BAD_IMAGE_MESSAGE`; the
 graph itself is unchanged, so a server (TensorFlow Serving answers HTTP 400 with
@@ -28,10 +36,14 @@ graph itself is unchanged, so a server (TensorFlow Serving answers HTTP 400 with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
 
 from ka_tf.errors import ModelFileError
 from ka_tf.models.unpooling import portable_unpooling
@@ -99,6 +111,34 @@ def _is_image(data: tf.Tensor) -> tf.Tensor:
     )
 
 
+def frozen_function(
+    function: Callable, input_signature: Sequence[tf.TensorSpec]
+) -> tf.types.experimental.GenericFunction:
+    """``function`` traced at ``input_signature``, every variable it reads turned into a
+    constant, as a ``tf.function`` with the same signature and output structure.
+
+    The weights are the ones at this call: a later change to them is not seen.
+    """
+    concrete = tf.function(
+        function, input_signature=input_signature, autograph=False
+    ).get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    structure = concrete.structured_outputs
+
+    def call(*args):
+        return tf.nest.pack_sequence_as(structure, frozen(*args))
+
+    return tf.function(call, input_signature=input_signature, autograph=False)
+
+
+class _Untracked:
+    """Holds an object out of ``tf.Module``'s tracking (a SavedModel of frozen
+    endpoints saves no variables)."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
 class DenseExportModule(tf.Module):
     """The exportable serving graph of a ka_tf model (see the module docstring).
 
@@ -123,46 +163,60 @@ class DenseExportModule(tf.Module):
         max_depth: float | None = None,
     ) -> None:
         super().__init__(name=name)
-        self.model = model
+        self._model = _Untracked(model)
         self.max_depth = max_depth
         self.tasks = model_tasks(model)
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        # Keras 3 variables are tracked here as the tf.Variables they wrap: without it
-        # the TFLite converter keeps them as READ_VARIABLE ops (uninitialised at run time).
-        self.model_variables = [variable.value for variable in model.variables]
+
+    @property
+    def model(self) -> keras.Model:
+        """The model the endpoints were frozen from."""
+        return self._model.value
+
+    def _images_spec(self, dtype: tf.DType, batch: int | None = None) -> tf.TensorSpec:
         height, width = self.image_size
-        self.serving_default = tf.function(
-            self._serve_uint8,
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name=INPUT_NAME)],
-            autograph=False,
+        return tf.TensorSpec([batch, height, width, 3], dtype, name=INPUT_NAME)
+
+    # The endpoints are frozen on first use (seconds each), so a runner that calls one
+    # endpoint pays for that one only. functools.cached_property writes the instance
+    # dict directly: the functions stay out of tf.Module's tracking, and a SavedModel
+    # gets them through signatures().
+    @functools.cached_property
+    def serving_default(self) -> tf.types.experimental.GenericFunction:
+        """uint8 ``[N, H, W, 3]`` images → the exported outputs."""
+        return frozen_function(self._serve_uint8, [self._images_spec(tf.uint8)])
+
+    @functools.cached_property
+    def predict_image_bytes(self) -> tf.types.experimental.GenericFunction:
+        """Encoded image files ``[N]`` → the exported outputs."""
+        return frozen_function(
+            self._serve_bytes, [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
         )
-        self.predict_image_bytes = tf.function(
-            self._serve_bytes,
-            input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
-            autograph=False,
-        )
-        self.serving_float = tf.function(
-            self._serve_float,
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=INPUT_NAME)],
-            autograph=False,
-        )
+
+    @functools.cached_property
+    def serving_float(self) -> tf.types.experimental.GenericFunction:
+        """float32 ``[N, H, W, 3]`` images in 0..255 → the exported outputs (builtin ops:
+        the graph the ONNX file is converted from)."""
+        return frozen_function(self._serve_float, [self._images_spec(tf.float32)])
 
     @property
     def output_names(self) -> tuple[str, ...]:
         """The exported output names, e.g. ``("semseg", "semseg_probs", "depth")``."""
         return output_names_for(self.tasks)
 
-    def _forward(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        # Builtin ops only (TFLite, ONNX): the unpooling's mask form, same results.
-        with portable_unpooling():
+    def _forward(self, images: tf.Tensor, portable: bool) -> dict[str, tf.Tensor]:
+        if portable:  # builtin ops only (TFLite, ONNX): the unpooling's mask form
+            with portable_unpooling():
+                outputs = self.model(images, training=False)
+        else:
             outputs = self.model(images, training=False)
         return postprocess(outputs, self.max_depth)
 
     def _serve_uint8(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._forward(tf.cast(images, tf.float32))
+        return self._forward(tf.cast(images, tf.float32), portable=False)
 
     def _serve_float(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._forward(images)
+        return self._forward(images, portable=True)
 
     def decode_images(self, encoded: tf.Tensor) -> tf.Tensor:
         """Decodes encoded image strings ``[N]`` to float32 ``[N, H, W, 3]`` in 0..255."""
@@ -184,7 +238,7 @@ class DenseExportModule(tf.Module):
         )
 
     def _serve_bytes(self, encoded: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._forward(self.decode_images(encoded))
+        return self._forward(self.decode_images(encoded), portable=False)
 
     def signatures(self, include_float: bool = True) -> dict[str, tf.types.experimental.Callable]:
         """The signature dict for ``tf.saved_model.save``."""
@@ -197,11 +251,7 @@ class DenseExportModule(tf.Module):
         return signatures
 
     def tflite_function(self) -> tf.types.experimental.ConcreteFunction:
-        """The float32 ``[1, H, W, 3]`` concrete function the TFLite files come from."""
-        height, width = self.image_size
-        function = tf.function(
-            self._serve_float,
-            input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT_NAME)],
-            autograph=False,
-        )
+        """The float32 ``[1, H, W, 3]`` concrete function the TFLite files come from
+        (frozen, builtin ops)."""
+        function = frozen_function(self._serve_float, [self._images_spec(tf.float32, batch=1)])
         return function.get_concrete_function()
