@@ -31,13 +31,15 @@ def load_model(path: str) -> Any:
     return load_model_file(path)
 
 
-def predict(model: Any, images: Any) -> dict[str, np.ndarray]:
+def predict(model: Any, images: Any, frozen: bool = False) -> dict[str, np.ndarray]:
     """A model's metric-form predictions for a ``[B, H, W, 3]`` batch (0..255): semseg
     class ids, depth in metres, normals, mask probabilities
-    (:func:`ka_tf.evaluation.predict_dense`)."""
+    (:func:`ka_tf.evaluation.predict_dense`). ``frozen=True`` runs the weights frozen
+    into the graph (BatchNorm folded once, ~1.8× faster at batch 1 here), for a model
+    that is done training: later weight changes are not seen."""
     from ka_tf.evaluation import predict_dense
 
-    return predict_dense(model, images)
+    return predict_dense(model, images, frozen=frozen)
 
 
 def amalgamate(

@@ -57,6 +57,23 @@ def test_predict_dense_follows_the_contract():
     np.testing.assert_array_equal(again["semseg"], predictions["semseg"])
 
 
+def test_frozen_predictions_equal_live_ones_and_keep_the_weights_of_their_first_call():
+    from ka_tf.models import SegNet
+
+    keras.utils.set_random_seed(0)
+    model = SegNet("depth", width_multiplier=1 / 16)  # BatchNorm folded in inference
+    images = tiny_arrays(n=1)["image"]
+    live = predict_dense(model, images)
+    frozen = predict_dense(model, images, frozen=True)
+    np.testing.assert_allclose(frozen["depth"], live["depth"], rtol=1e-5)
+    for variable in model.trainable_variables:  # training moves the weights...
+        variable.assign(variable * 1.5)
+    moved = predict_dense(model, images)
+    assert not np.allclose(moved["depth"], live["depth"], rtol=1e-3)
+    # ...which the frozen graph does not see, as documented.
+    np.testing.assert_allclose(predict_dense(model, images, frozen=True)["depth"], frozen["depth"])
+
+
 def test_evaluate_model_equals_compute_metrics():
     keras.utils.set_random_seed(1)
     model = tiny_dense_model()
