@@ -3,6 +3,12 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Recipes that cache teacher targets (gin/street_zoo.gin) write them here, not into the
+# user's ~/.cache, in this process and every tool it runs.
+if "KA_TF_TARGET_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["KA_TF_TARGET_CACHE"] = tempfile.mkdtemp(prefix="ka_tf_test_targets_")
 
 import pytest
 import tensorflow as tf
