@@ -13,11 +13,14 @@ import pytest
 
 from ka_tf.constants import CITYSCAPES_CLASSES, IGNORE_LABEL, NYU13_CLASSES
 from ka_tf.data import load, tfrecord_io
+from ka_tf.data.synth import camera as camera_lib
 from ka_tf.data.synth import generate, seeds
+from ka_tf.data.synth import renderer as renderer_lib
 from ka_tf.data.synth.camera import intrinsics
 from ka_tf.data.synth.config import resolve_scene_config, scene_config
 from ka_tf.data.synth.primitives import Camera, LayoutBuilder, Lighting, Material, SceneLayout
 from ka_tf.data.synth.renderer import Renderer
+from ka_tf.data.synth.sky import sky_image
 from ka_tf.data.synth.textures import TextureFiles, default_texture_dir
 from ka_tf.data.synth_dataset import (
     class_names,
@@ -85,6 +88,145 @@ def test_render_is_independent_of_renderer_history():
     again = generate.render_frame("indoor", "val", 0, 2, H, W, config)
     for key in first:
         np.testing.assert_array_equal(first[key], again[key])
+
+
+def _frames(renderer, tasks):
+    """Renders (scene, split, index, height, width) tasks with ``renderer``, in order."""
+    frames = {}
+    for scene, split, index, height, width in tasks:
+        rng = seeds.frame_rng(scene, split, 0, index)
+        layout = generate.LAYOUTS[scene](rng, resolve_scene_config(scene))
+        frames[(scene, split, index, height, width)] = renderer.render(layout, height, width, rng)
+    return frames
+
+
+def _assert_same_frames(first, second):
+    assert first.keys() == second.keys()
+    for key in first:
+        assert first[key].keys() == second[key].keys()
+        for name in first[key]:
+            assert first[key][name].dtype == second[key][name].dtype, (key, name)
+            np.testing.assert_array_equal(first[key][name], second[key][name], err_msg=str(key))
+
+
+def test_cold_and_warm_renderers_give_the_same_frames_in_any_order(monkeypatch):
+    # A renderer keeps its pybullet world, textures and meshes' templates between
+    # frames; none of it may leak into a frame. Fresh renderers (cold) against one
+    # reused renderer (warm, reset every 3 frames: textures reloaded) in another order.
+    monkeypatch.setattr(renderer_lib, "RESET_EVERY", 3)
+    tasks = [
+        (scene, split, index, height, width)
+        for scene in ("street", "indoor")
+        for split, index in (("val", 0), ("test", 1))
+        for height, width in ((H, W), (64, 128))
+    ]
+    cold = {}
+    for task in tasks:
+        cold.update(_frames(Renderer(), [task]))
+    warm_renderer = Renderer()
+    warm = _frames(warm_renderer, tasks[::-1] + tasks[1::2])
+    _assert_same_frames(cold, warm)
+
+
+@pytest.mark.parametrize("scene", ["street", "indoor"])
+def test_leaving_out_hidden_triangles_changes_no_pixel(scene, monkeypatch):
+    tasks = [(scene, "val", index, H, W) for index in range(3)] + [(scene, "test", 0, 64, 128)]
+    culled = _frames(Renderer(), tasks)
+    counts, hidden_triangles = [], camera_lib.hidden_triangles
+
+    def nothing_hidden(vertices, triangles, camera, aspect):
+        hidden = hidden_triangles(vertices, triangles, camera, aspect)
+        counts.append((hidden.sum(), len(hidden)))
+        return np.zeros(len(triangles), dtype=bool)
+
+    monkeypatch.setattr(camera_lib, "hidden_triangles", nothing_hidden)
+    _assert_same_frames(culled, _frames(Renderer(), tasks))
+    hidden, total = np.sum(counts, axis=0)
+    assert hidden > 0.3 * total  # the culling does drop most hidden triangles
+
+
+def test_frames_do_not_depend_on_how_links_are_split_into_bodies(monkeypatch):
+    tasks = [("street", "val", 0, H, W), ("indoor", "val", 1, H, W)]
+    one_body = _frames(Renderer(), tasks)
+    monkeypatch.setattr(renderer_lib, "MAX_LINKS", 4)  # many bodies: other mask codes
+    renderer = Renderer()
+    _assert_same_frames(one_body, _frames(renderer, tasks))
+    assert len(renderer._bodies) >= 2  # (of the last frame)
+
+
+def _reference_difference(points, valid, ids, axis):
+    """The neighbour difference by its definition, one whole-image op at a time."""
+    n = points.shape[axis]
+
+    def shift(array, offset):
+        return np.take(array, np.clip(np.arange(n) + offset, 0, n - 1), axis=axis)
+
+    forward = shift(points, 1) - points
+    backward = points - shift(points, -1)
+    inside_f, inside_b = np.ones(valid.shape, bool), np.ones(valid.shape, bool)
+    edge = [slice(None)] * valid.ndim
+    edge[axis] = n - 1
+    inside_f[tuple(edge)] = False
+    edge[axis] = 0
+    inside_b[tuple(edge)] = False
+    ok_f = inside_f & valid & shift(valid, 1) & (shift(ids, 1) == ids)
+    ok_b = inside_b & valid & shift(valid, -1) & (shift(ids, -1) == ids)
+    use_f = ok_f & (~ok_b | (np.abs(forward[..., 2]) <= np.abs(backward[..., 2])))
+    return np.where(use_f[..., None], forward, backward), ok_f | ok_b
+
+
+def _reference_normals(depth, ids, fov_deg):
+    """Normals by their definition (the batched normals_from_depth's specification)."""
+    valid = depth > 0
+    points = camera_lib.backproject(depth, fov_deg)
+    dx, ok_x = _reference_difference(points, valid, ids, axis=1)
+    dy, ok_y = _reference_difference(points, valid, ids, axis=0)
+    normals = np.cross(dy, dx)
+    length = np.linalg.norm(normals, axis=-1)
+    ok = valid & ok_x & ok_y & (length > 1e-12)
+    normals = normals / np.where(ok, length, 1.0)[..., None]
+    normals[np.sum(normals * points, axis=-1) > 0] *= -1.0
+    normals[~ok] = 0.0
+    normals = normals.astype(np.float32)
+    length32 = np.linalg.norm(normals, axis=-1, keepdims=True)
+    return np.where(length32 > 0, normals / np.maximum(length32, 1e-12), 0.0).astype(np.float32)
+
+
+def test_batched_normals_equal_their_definition_bit_for_bit():
+    rng = np.random.default_rng(0)
+    depth = np.repeat(rng.uniform(1.0, 30.0, (24, 5)), 8, axis=1)  # flat runs and steps
+    depth += rng.normal(0.0, 0.01, depth.shape)
+    depth[rng.random(depth.shape) < 0.1] = 0.0
+    ids = np.repeat(rng.integers(0, 3, (24, 10)), 4, axis=1)
+    for fov in (30.0, 50.0):
+        expected = _reference_normals(depth, ids, fov)
+        assert (np.linalg.norm(expected, axis=-1) > 0).mean() > 0.3
+        np.testing.assert_array_equal(camera_lib.normals_from_depth(depth, ids, fov), expected)
+
+
+def test_labels_map_mask_codes_and_reject_unknown_ones():
+    code_class = {7 + (1 << 24): 3, 7: 5, 9 + (2 << 24): 11, 9 + (5 << 24): 2}  # two bodies
+    mask = np.random.default_rng(0).choice([-1, *code_class], size=(16, 16)).astype(np.int32)
+    surface, semseg = renderer_lib._labels(mask, code_class, 255)
+    expected = [[code_class.get(int(code), 255) for code in row] for row in mask]
+    np.testing.assert_array_equal(semseg, np.array(expected, dtype=np.uint8))
+    for code in code_class:  # one surface id per code, another for the background
+        assert len(np.unique(surface[mask == code])) == 1
+    assert len(np.unique(surface)) == len(np.unique(mask))
+    for unknown in (8 + (1 << 24), 7 + (3 << 24)):
+        mask[0, 0] = unknown
+        with pytest.raises(RuntimeError, match="no body has"):
+            renderer_lib._labels(mask, code_class, 255)
+
+
+def test_sky_of_some_rows_equals_those_rows_of_the_whole_sky():
+    args = (48, 64, 35.0, -3.0, (0.2, 0.4, 0.8), (0.8, 0.85, 0.9))
+    for cloudiness in (0.0, 0.5):
+        whole_rng, part_rng = np.random.default_rng(1), np.random.default_rng(1)
+        whole = sky_image(whole_rng, *args, cloudiness)
+        part = sky_image(part_rng, *args, cloudiness, rows=slice(5, 20))
+        np.testing.assert_array_equal(part, whole[5:20])
+        assert whole_rng.random() == part_rng.random()  # the generators advanced alike
 
 
 def test_splits_use_disjoint_seeds():

@@ -87,13 +87,14 @@ def render_frame(
         ``normals`` float32 [H, W, 3].
     """
     global _renderer
-    if _renderer is None:
-        from ka_tf.data.synth.renderer import Renderer
+    from ka_tf.data.synth.renderer import Renderer, paused_gc
 
+    if _renderer is None:
         _renderer = Renderer()
-    rng = frame_rng(scene, split, seed, index)
-    layout = LAYOUTS[scene](rng, config)
-    return _renderer.render(layout, height, width, rng)
+    with paused_gc():  # the layout, too, creates no reference cycle
+        rng = frame_rng(scene, split, seed, index)
+        layout = LAYOUTS[scene](rng, config)
+        return _renderer.render(layout, height, width, rng)
 
 
 def render_task(args: tuple) -> dict[str, np.ndarray]:

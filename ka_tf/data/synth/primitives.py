@@ -168,7 +168,7 @@ class LayoutBuilder:
         """Adds one primitive (see :class:`Primitive`); angles build its rotation."""
         if kind not in KINDS:
             raise ValueError(f"unknown primitive kind {kind!r}; expected one of {KINDS}.")
-        half = tuple(float(v) for v in half_size)
+        half = tuple(map(float, half_size))
         if min(half) <= 0:
             raise ValueError(f"primitive half sizes must be > 0, got {half}.")
         rot = (
@@ -177,7 +177,7 @@ class LayoutBuilder:
             else rotation(yaw_deg, pitch_deg, roll_deg)
         )
         self._primitives.append(
-            Primitive(kind, tuple(float(v) for v in center), half, rot, int(class_id), material)
+            Primitive(kind, tuple(map(float, center)), half, rot, int(class_id), material)
         )
 
     def box(self, center, half_size, class_id: int, material: Material, **angles) -> None:
