@@ -253,6 +253,7 @@ def test_cached_targets_are_computed_once_and_reused_by_the_next_run(
         "TRAIN_STEPS = 2",
         "amalgamate.steps_per_epoch = 1",
         "amalgamate.cache_targets = True",
+        "transfer/augment_element.scale_range = (1.0, 1.0)",  # cached targets: no zoom
     )
     records = []
     for name in ("first", "second"):
@@ -273,3 +274,20 @@ def test_cached_targets_are_computed_once_and_reused_by_the_next_run(
         "semseg": "classes",
         "depth": "map",
     }
+
+
+@pytest.mark.slow
+def test_zooming_cached_targets_is_a_one_line_error(tmp_path, teachers, image_folder):
+    result = _train(
+        tmp_path / "run",
+        teachers,
+        "BLOCKWISE_STEPS = 0",
+        "amalgamate.branch_points = {'semseg': 1, 'depth': 1}",
+        "TRAIN_STEPS = 2",
+        "amalgamate.cache_targets = True",
+        data_dir=image_folder,
+        env={"KA_TF_TARGET_CACHE": str(tmp_path / "targets")},
+    )
+    assert_one_line_error(
+        result, "augment_element.scale_range=(1.0, 1.5)", "scale_range = (1.0, 1.0)"
+    )
