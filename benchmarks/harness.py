@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import math
@@ -44,6 +45,26 @@ from typing import Any, Protocol
 import numpy as np
 
 from ka_tf.errors import ConfigError
+
+
+@contextlib.contextmanager
+def git_checkout(revision: str):
+    """A directory holding ``revision`` of this repository: the directory itself if
+    ``revision`` is one, else a temporary git worktree, removed afterwards."""
+    if os.path.isdir(revision):
+        yield os.path.abspath(revision)
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="ka_tf_rev_") as parent:
+        path = os.path.join(parent, "tree")
+        subprocess.run(
+            ["git", "-C", root, "worktree", "add", "--detach", "-q", path, revision],
+            check=True,
+        )
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", root, "worktree", "remove", "--force", path], check=False)
 
 
 def runtimes() -> tuple[str, ...]:
@@ -789,6 +810,7 @@ __all__ = [
     "cpu_times",
     "current_rss_mb",
     "export_artifacts",
+    "git_checkout",
     "keras_forward",
     "keras_frozen_forward",
     "keras_train_steps",

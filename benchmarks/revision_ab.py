@@ -15,12 +15,9 @@ call for both revisions, so only the model code differs).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 from absl import app, flags
 
@@ -93,37 +90,23 @@ def train_call(batch: int):
     return lambda: model.train_on_batch(x, y)
 
 
-@contextlib.contextmanager
-def _checkout(revision: str):
-    """A directory holding ``revision``: itself if it is one, else a temporary worktree."""
-    if os.path.isdir(revision):
-        yield os.path.abspath(revision)
-        return
-    with tempfile.TemporaryDirectory(prefix="ka_tf_ab_") as parent:
-        path = os.path.join(parent, "tree")
-        subprocess.run(
-            ["git", "-C", REPO_ROOT, "worktree", "add", "--detach", "-q", path, revision],
-            check=True,
-        )
-        try:
-            yield path
-        finally:
-            subprocess.run(
-                ["git", "-C", REPO_ROOT, "worktree", "remove", "--force", path], check=False
-            )
-
-
 def main(argv: list[str]) -> int:
     del argv
     if REPO_ROOT not in sys.path:  # run as `python benchmarks/revision_ab.py`
         sys.path.insert(0, REPO_ROOT)
-    from benchmarks.harness import TimingWorker, median_of, ratio, time_interleaved
+    from benchmarks.harness import (
+        TimingWorker,
+        git_checkout,
+        median_of,
+        ratio,
+        time_interleaved,
+    )
 
     here = os.path.dirname(os.path.abspath(__file__))
     results: dict = {}
     with (
-        _checkout(FLAGS.old) as old_dir,
-        _checkout(FLAGS.new) as new_dir,
+        git_checkout(FLAGS.old) as old_dir,
+        git_checkout(FLAGS.new) as new_dir,
         TimingWorker({"KA_TF_AB_REPO": old_dir}, [here, REPO_ROOT]) as old,
         TimingWorker({"KA_TF_AB_REPO": new_dir}, [here, REPO_ROOT]) as new,
         TimingWorker({}, [REPO_ROOT]) as torch_worker,

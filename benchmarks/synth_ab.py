@@ -24,7 +24,6 @@ directories (``.``: this working tree).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -56,26 +55,6 @@ flags.DEFINE_boolean("shuffle", False, "(internal) Hash worker: render in a shuf
 
 SPLITS = ("val", "test")
 SIZES = ((128, 256), (64, 128))
-
-
-@contextlib.contextmanager
-def _checkout(revision: str):
-    """A directory holding ``revision``: itself if it is one, else a temporary worktree."""
-    if os.path.isdir(revision):
-        yield os.path.abspath(revision)
-        return
-    with tempfile.TemporaryDirectory(prefix="ka_tf_synth_ab_") as parent:
-        path = os.path.join(parent, "tree")
-        subprocess.run(
-            ["git", "-C", REPO_ROOT, "worktree", "add", "--detach", "-q", path, revision],
-            check=True,
-        )
-        try:
-            yield path
-        finally:
-            subprocess.run(
-                ["git", "-C", REPO_ROOT, "worktree", "remove", "--force", path], check=False
-            )
 
 
 def _use_revision(directory: str) -> None:
@@ -235,7 +214,11 @@ def main(argv: list[str]) -> int:
         print(cpu_ms_per_frame(FLAGS.cpu_scene, FLAGS.cpu_frames))
         return 0
     results: dict = {"revisions": {"old": FLAGS.old, "new": FLAGS.new}}
-    with _checkout(FLAGS.old) as old_dir, _checkout(FLAGS.new) as new_dir:
+    if REPO_ROOT not in sys.path:  # run as `python benchmarks/synth_ab.py`
+        sys.path.insert(0, REPO_ROOT)
+    from benchmarks.harness import git_checkout
+
+    with git_checkout(FLAGS.old) as old_dir, git_checkout(FLAGS.new) as new_dir:
         if FLAGS.check_frames > 0:
             results["identity"] = check_identity(old_dir, new_dir)
         if FLAGS.rounds > 0 and FLAGS.wall:
