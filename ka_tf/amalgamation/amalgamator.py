@@ -31,9 +31,40 @@ def unflip_prediction(task: str, flipped):
     return get_task(task).mirror(flipped, width_axis=2)
 
 
-def average_predictions(task: str, a, b):
-    """Averages two predictions of one task (:meth:`ka_tf.tasks.Task.average`)."""
-    return get_task(task).average(a, b)
+def view_size(height: int, width: int, scale: float, multiple: int = 32) -> tuple[int, int]:
+    """The size of a target view at ``scale``: each side scaled and rounded to the
+    nearest multiple of ``multiple`` (the teachers' total stride; at least one)."""
+    return tuple(
+        max(multiple, round(side * scale / multiple) * multiple) for side in (height, width)
+    )
+
+
+def resize_prediction(prediction, size: Sequence[int]):
+    """A dense prediction ``[B, H, W]`` or ``[B, H, W, C]`` resized bilinearly to
+    ``size`` (computed in float32, returned in the prediction's dtype)."""
+    values = ops.cast(prediction, "float32")
+    if len(prediction.shape) == 3:
+        return ops.cast(
+            ops.image.resize(values[..., None], size, "bilinear")[..., 0], prediction.dtype
+        )
+    return ops.cast(ops.image.resize(values, size, "bilinear"), prediction.dtype)
+
+
+def check_target_scales(target_scales: Sequence[float]) -> tuple[float, ...]:
+    """``target_scales`` as a tuple of positive floats with 1.0 first, or a ConfigError."""
+    scales = tuple(float(s) for s in target_scales)
+    if (
+        not scales
+        or scales[0] != 1.0
+        or any(s <= 0 for s in scales)
+        or len(set(scales)) != len(scales)
+    ):
+        raise ConfigError(
+            f"target_scales must start with 1.0 (the image itself) and list distinct positive "
+            f"scales. Received: target_scales={tuple(target_scales)}. Pass e.g. "
+            f"(1.0, 1.25, 1.5)."
+        )
+    return scales
 
 
 def check_blockwise_teachers(
@@ -127,7 +158,11 @@ class Amalgamator(keras.Model):
       teacher's tap (term ``<task>_tap``, weighted by ``tap_weight``, mean over taps).
 
     Teacher targets are, by default, the average of the teacher on the image and on
-    its mirror image (``flip_average_targets``), a better target than either.
+    its mirror image (``flip_average_targets``), a better target than either. With
+    ``target_scales`` they also average over the image resized by each scale (each
+    side rounded to a multiple of 32; every output resized back bilinearly): the
+    multi-view inference of data distillation (Radosavovic et al., CVPR 2018), whose
+    targets are better than the teacher's single pass.
 
     The train step reads ``data["image"]``, and, in ``finetune`` mode, each task's
     cached targets where ``data`` carries them (``teacher_target/<task>``; then the
@@ -146,6 +181,8 @@ class Amalgamator(keras.Model):
         task_weights: Task → weight of its terms (default 1).
         feature_weight: Weight of the feature-level term (``blockwise`` mode).
         flip_average_targets: Average the teacher over the image and its mirror.
+        target_scales: Scales of the image the teacher targets are averaged over
+            (each mirrored too with ``flip_average_targets``); 1.0 first.
         tap_adaptors: Task → five 1×1 adaptors from the student's taps to the
             teacher's channels (``finetune`` mode; see :func:`build_tap_adaptors`).
         tap_weight: Weight of the tap term.
@@ -162,6 +199,7 @@ class Amalgamator(keras.Model):
         task_weights: Mapping[str, float] | None = None,
         feature_weight: float = 0.0,
         flip_average_targets: bool = True,
+        target_scales: Sequence[float] = (1.0,),
         tap_adaptors: Mapping[str, Sequence[keras.layers.Layer]] | None = None,
         tap_weight: float = 0.0,
         **kwargs,
@@ -191,6 +229,7 @@ class Amalgamator(keras.Model):
         }
         self.feature_weight = float(feature_weight)
         self.flip_average_targets = bool(flip_average_targets)
+        self.target_scales = check_target_scales(target_scales)
         self.tap_adaptors = {task: list(a) for task, a in (tap_adaptors or {}).items()}
         if self.tap_adaptors and mode != "finetune":
             raise ConfigError(
@@ -285,15 +324,13 @@ class Amalgamator(keras.Model):
                 outputs = inter["outputs"]
             else:
                 outputs = teacher(images, training=False)
-            flipped = (
-                teacher(flip_width(images), training=False) if self.flip_average_targets else None
-            )
+            views = {task: [outputs[task]] for task in tasks}
+            for task, view in self._other_views(teacher, images, tasks).items():
+                views[task] += view
             for task in tasks:
-                output = outputs[task]
-                if flipped is not None:
-                    output = average_predictions(
-                        task, output, unflip_prediction(task, flipped[task])
-                    )
+                output = views[task][0]
+                if len(views[task]) > 1:
+                    output = get_task(task).average(views[task])
                 targets[task] = {"output": ops.stop_gradient(output)}
                 if tier == TAP_ONLY:
                     targets[task]["taps"] = [ops.stop_gradient(t) for t in inter["taps"]]
@@ -303,6 +340,28 @@ class Amalgamator(keras.Model):
                         ops.stop_gradient(f) for f in inter["candidates"][task]
                     ]
         return targets
+
+    def _other_views(self, teacher, images, tasks: Sequence[str]) -> dict[str, list]:
+        """The teacher's outputs on every view of ``images`` but the image itself (its
+        mirror; each other scale and its mirror), mapped back to the image's frame."""
+        height, width = images.shape[1], images.shape[2]
+        views: dict[str, list] = {task: [] for task in tasks}
+        for scale in self.target_scales:
+            size = view_size(height, width, scale)
+            scaled = images if scale == 1.0 else ops.image.resize(images, size, "bilinear")
+            mirrors = (False, True) if self.flip_average_targets else (False,)
+            for mirrored in mirrors:
+                if scale == 1.0 and not mirrored:
+                    continue  # the image itself: the caller's pass
+                outputs = teacher(flip_width(scaled) if mirrored else scaled, training=False)
+                for task in tasks:
+                    output = outputs[task]
+                    if mirrored:
+                        output = unflip_prediction(task, output)
+                    if scale != 1.0:
+                        output = resize_prediction(output, (height, width))
+                    views[task].append(output)
+        return views
 
     def loss_terms(self, images, targets, training: bool) -> dict:
         """The named, weighted loss terms for one batch (each a replica-scaled scalar)."""

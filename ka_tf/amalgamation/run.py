@@ -34,6 +34,7 @@ from ka_tf.amalgamation.amalgamator import (
     build_coders,
     build_tap_adaptors,
     check_blockwise_teachers,
+    check_target_scales,
 )
 from ka_tf.amalgamation.branching import choose_branch_points
 from ka_tf.amalgamation.lite_student_builder import (
@@ -251,6 +252,7 @@ class _Run:
     steps_per_execution: int
     feature_weight: float
     flip_average_targets: bool
+    target_scales: tuple[float, ...]
     blockwise_losses: dict[str, keras.losses.Loss]
     finetune_losses: dict[str, keras.losses.Loss]
     blockwise: Any  # the block-wise student (None for the efficientnet_lite family)
@@ -333,6 +335,7 @@ def amalgamate(
     branch_points: Mapping[str, int] | None = None,
     feature_weight: float = 0.0,
     flip_average_targets: bool = True,
+    target_scales: Sequence[float] = (1.0,),
     gate_scale: float = 2.0,
     synchronized_bn: bool = False,
     eval_max_batches: int | None = None,
@@ -370,6 +373,12 @@ def amalgamate(
             block-wise phase when ``blockwise_steps`` is 0).
         feature_weight: Weight of the feature-level term in the block-wise phase.
         flip_average_targets: Teacher targets averaged over image and mirror.
+        target_scales: Fine-tuning only: the teacher targets are also averaged over
+            the image resized by each of these scales (1.0 first; each side rounded
+            to a multiple of 32, outputs resized back), data distillation's
+            multi-view inference. The block-wise phase keeps single-scale targets.
+            Costs one teacher pass per view per step, or once per image with
+            ``cache_targets``.
         gate_scale: Channel-coding gate scale (2: identity at init; 1: plain sigmoid).
         synchronized_bn: Synchronise the student's BatchNorm across replicas.
         eval_max_batches: Cap on test batches (None: the whole split).
@@ -423,6 +432,7 @@ def amalgamate(
         student_width_multiplier=student_width_multiplier,
         feature_weight=feature_weight,
         flip_average_targets=flip_average_targets,
+        target_scales=target_scales,
         gate_scale=gate_scale,
         synchronized_bn=synchronized_bn,
         student_family=student_family,
@@ -480,6 +490,7 @@ def _set_up(
     student_width_multiplier: float | None,
     feature_weight: float,
     flip_average_targets: bool,
+    target_scales: Sequence[float],
     gate_scale: float,
     synchronized_bn: bool,
     student_family: str = "target_net",
@@ -494,6 +505,7 @@ def _set_up(
     with strategy.scope():
         teacher_models, teacher_paths = load_teachers(teachers)
     tasks = tuple(teacher_models)
+    target_scales = check_target_scales(target_scales)
     if blockwise_steps > 0:
         check_blockwise_teachers(teacher_models, teacher_paths)
     if cache_targets and tap_weight:
@@ -538,6 +550,7 @@ def _set_up(
         steps_per_execution=steps_per_execution,
         feature_weight=feature_weight,
         flip_average_targets=flip_average_targets,
+        target_scales=target_scales,
         blockwise_losses=blockwise_losses,
         finetune_losses=finetune_losses,
         blockwise=blockwise,
@@ -679,6 +692,7 @@ def _finetune_phase(
                 run.teachers,
                 run.finetune_losses,
                 flip_average_targets=run.flip_average_targets,
+                target_scales=run.target_scales,
                 tap_adaptors=adaptors,
                 tap_weight=run.tap_weight,
             ),
@@ -745,6 +759,7 @@ def _target_cache(run: _Run, finetuner: Amalgamator) -> TargetCache:
         {task: teacher_fingerprint(run.teacher_paths[task]) for task in run.tasks},
         {task: storage_form(task, run.finetune_losses[task]) for task in run.tasks},
         run.flip_average_targets,
+        target_scales=run.target_scales,
     )
 
 

@@ -1,7 +1,8 @@
 """Fine-tuning targets computed once per transfer image, kept on disk, reused by every run.
 
 In an amalgamation step the frozen teachers' targets (each teacher on the image and
-on its mirror) cost about a third of the step, yet for a given image they never
+on its mirror, and on each scale of ``amalgamate.target_scales``) cost about a
+third of the step (far more with several scales), yet for a given image they never
 change. :func:`prepare_target_cache` runs each teacher once per image of the
 transfer split, on the whole unaugmented frame (flip-averaged as the step does), and
 stores the targets; :meth:`TargetCache.attach` then joins each image's targets to it
@@ -26,7 +27,7 @@ What is stored per task:
   own error.
 
 Staleness: the folder is named by a hash of everything the targets depend on — each
-teacher file's sha256, the flip averaging, the storage forms, the format version
+teacher file's sha256, the flip averaging and scales, the storage forms, the format version
 and the fingerprints of all the images in order — so a changed teacher or a
 re-rendered split lands in another folder and a stale one is never read. A folder
 whose arrays fail their recorded sha256 (a crash mid-write, a tampered file) is
@@ -41,7 +42,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -163,6 +164,7 @@ def prepare_target_cache(
     forms: Mapping[str, str],
     flip_average: bool,
     root: str | None = None,
+    target_scales: Sequence[float] = (1.0,),
 ) -> TargetCache:
     """The cache of these images' targets: read from disk when it holds exactly them,
     else computed (one pass of the teachers) and written.
@@ -175,6 +177,7 @@ def prepare_target_cache(
         teacher_fingerprints: Task → :func:`teacher_fingerprint` of its teacher file.
         forms: Task → :func:`storage_form`.
         flip_average: Whether ``compute_targets`` averages over the mirror image.
+        target_scales: The scales ``compute_targets`` averages over.
         root: The cache root (default :func:`default_cache_root`).
 
     Returns:
@@ -189,6 +192,13 @@ def prepare_target_cache(
         "teachers": dict(sorted(teacher_fingerprints.items())),
         "forms": dict(sorted(forms.items())),
         "flip_average": bool(flip_average),
+        # Absent for single-scale targets, so caches written before scales existed
+        # keep their folder.
+        **(
+            {"target_scales": [float(x) for x in target_scales]}
+            if tuple(target_scales) != (1.0,)
+            else {}
+        ),
         "image_shape": list(batches[0].shape[1:]),
         "images": hashlib.sha256(fingerprints.tobytes()).hexdigest(),
     }

@@ -12,7 +12,7 @@ register an instance with :func:`ka_tf.tasks.register_task`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -92,9 +92,11 @@ class Task:
             return flipped
         return flipped * ops.cast(ops.convert_to_tensor(self.mirror_signs), flipped.dtype)
 
-    def average(self, first: Any, second: Any) -> Any:
-        """The average of two predictions of this task (flip averaging of targets)."""
-        return (first + second) / 2.0
+    def average(self, predictions: Sequence[Any]) -> Any:
+        """The average of predictions of this task on views of one image, each already
+        mapped back to the image's frame (teacher targets averaged over the mirror
+        image and over scales)."""
+        return sum(predictions[1:], predictions[0]) / float(len(predictions))
 
     # --- Foreign teachers ---------------------------------------------------------
 

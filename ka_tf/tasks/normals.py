@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,8 @@ class SurfaceNormals(Task):
 
         return {"cosine": CosineDistance}
 
-    def average(self, first: Any, second: Any) -> Any:
-        mean = (first + second) / 2.0
+    def average(self, predictions: Sequence[Any]) -> Any:
+        mean = sum(predictions[1:], predictions[0]) / float(len(predictions))
         return mean * ops.rsqrt(
             ops.maximum(ops.sum(ops.square(mean), axis=-1, keepdims=True), 1e-24)
         )
