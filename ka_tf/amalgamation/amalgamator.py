@@ -33,9 +33,10 @@ def unflip_prediction(task: str, flipped):
 
 def view_size(height: int, width: int, scale: float, multiple: int = 32) -> tuple[int, int]:
     """The size of a target view at ``scale``: each side scaled and rounded to the
-    nearest multiple of ``multiple`` (the teachers' total stride; at least one)."""
+    nearest multiple of ``multiple``, halves up (the teachers' total stride; at least
+    one)."""
     return tuple(
-        max(multiple, round(side * scale / multiple) * multiple) for side in (height, width)
+        max(multiple, int(side * scale / multiple + 0.5) * multiple) for side in (height, width)
     )
 
 
