@@ -167,8 +167,14 @@ def summarize(
     control: Mapping[str, Sequence[Mapping[str, float]]],
     delta: Mapping[str, Any],
     command: str,
+    targets: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """The ``study.json`` record (schema in ``tools/study.py --help``)."""
+    """The ``study.json`` record (schema in ``tools/study.py --help``).
+
+    ``targets``: task → the metrics of its teacher's multi-view targets (the teacher
+    averaged over the views the student's targets are; a ceiling for the student, shown
+    beside the teacher's single pass, which the verdict compares with).
+    """
     teacher_all: dict[str, float] = {}
     for scores in teachers.values():
         teacher_all.update(scores)
@@ -183,6 +189,9 @@ def summarize(
             "student_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
             "wins": int(sum(_better(metric, v, teacher_all[metric]) for v in values)),
         }
+        target = (targets or {}).get(task_of(metric), {})
+        if metric in target:
+            row["targets"] = float(target[metric])
         runs = control.get(task_of(metric), [])
         if runs:
             row["control_mean"] = float(np.mean([run[metric] for run in runs]))
@@ -207,6 +216,7 @@ def summarize(
         "seeds": list(seeds),
         "params_ratio": float(params_ratio),
         "teachers": {task: dict(scores) for task, scores in teachers.items()},
+        **({"targets": {task: dict(s) for task, s in targets.items()}} if targets else {}),
         "students": [dict(s) for s in students],
         "control": {task: [dict(r) for r in runs] for task, runs in control.items()},
         "delta_m": dict(delta["delta_m"]),
@@ -241,18 +251,31 @@ def markdown(summary: Mapping[str, Any]) -> str:
         lines.append(
             f"| {task} | {_pct(row['mean'])} | {_pct(row['ci95'][0])} … {_pct(row['ci95'][1])} |"
         )
+    with_targets = "targets" in summary
     lines += [
         "",
-        "| metric | teacher | student (mean ± std) | wins | control |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| metric | teacher | "
+        + ("targets (teacher, multi-view) | " if with_targets else "")
+        + "student (mean ± std) | wins | control |",
+        "| --- | ---: | " + ("---: | " if with_targets else "") + "---: | ---: | ---: |",
     ]
     seeds = len(summary["seeds"])
     for metric, row in summary["per_metric"].items():
         control = f"{row['control_mean']:.4f}" if "control_mean" in row else "—"
+        target = (
+            (f"{row['targets']:.4f} | " if "targets" in row else "— | ") if with_targets else ""
+        )
         lines.append(
-            f"| {metric} | {row['teacher']:.4f} | {row['student_mean']:.4f} ± "
+            f"| {metric} | {row['teacher']:.4f} | {target}{row['student_mean']:.4f} ± "
             f"{row['student_std']:.4f} | {row['wins']}/{seeds} | {control} |"
         )
+    if with_targets:
+        lines += [
+            "",
+            "Targets: each teacher averaged over the views the student's fine-tuning "
+            "targets are (mirror, scales); wins and the verdict compare with the "
+            "teacher's single pass.",
+        ]
     lines += ["", "| task | student ≥ teacher (headline metrics) | student > control |"]
     lines.append("| --- | --- | --- |")
     for task, verdict in summary["verdict"].items():

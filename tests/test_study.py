@@ -60,6 +60,20 @@ def test_summary_counts_wins_and_compares_with_the_control():
         "student_above_control": True,
     }
     assert "| semseg/miou | 0.5000 | 0.5000 ± 0.0707 | 1/2 | 0.4900 |" in study.markdown(summary)
+    assert "targets" not in summary
+
+
+def test_summary_shows_what_the_targets_score_beside_the_teacher():
+    teachers = {"semseg": {"semseg/miou": 0.5}}
+    students = [{"semseg/miou": 0.52}]
+    delta = {"delta_m": {"mean": 0.0, "ci95": [0.0, 0.0]}, "delta_m_per_task": {}}
+    targets = {"semseg": {"semseg/miou": 0.56}}
+    summary = study.summarize("street", [1], 0.4, teachers, students, {}, delta, "cmd", targets)
+    assert summary["targets"] == targets
+    row = summary["per_metric"]["semseg/miou"]
+    assert row["targets"] == pytest.approx(0.56) and row["wins"] == 1  # wins: vs the teacher
+    text = study.markdown(summary)
+    assert "| semseg/miou | 0.5000 | 0.5600 | 0.5200 ± 0.0000 | 1/1 | — |" in text
 
 
 def test_zero_seeds_is_a_one_line_error_and_writes_nothing(tmp_path):
@@ -78,6 +92,7 @@ TINY = [
     "synth_benchmark.splits = {'teacher': 2, 'transfer': 4, 'val': 2, 'test': 4}",
     "amalgamate.steps_per_epoch = 1",
     "amalgamate.num_panels = 1",
+    "amalgamate.target_scales = (1.0, 1.5)",
 ]
 
 
@@ -114,6 +129,7 @@ def test_study_tool_writes_the_schema(tmp_path):
         "delta_m_per_task",
         "per_metric",
         "verdict",
+        "targets",
     }
     assert summary["seeds"] == [1, 2] and len(summary["students"]) == 2
     assert {task: len(runs) for task, runs in summary["control"].items()} == {
@@ -128,7 +144,15 @@ def test_study_tool_writes_the_schema(tmp_path):
         "student_std",
         "wins",
         "control_mean",
+        "targets",
     }
+    # The targets row scores each teacher on the student's target views (mirror and
+    # both scales): another model than its single pass.
+    assert set(summary["targets"]) == {"semseg", "depth"}
+    assert (
+        summary["targets"]["depth"]["depth/abs_rel"]
+        != summary["teachers"]["depth"]["depth/abs_rel"]
+    )
     # The control trained as many steps as a student (block-wise + fine-tuning), from
     # its teacher alone.
     control = json.loads((out / "control_depth_s1" / "amalgamation_report.json").read_text())

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from ka_tf.amalgamation.target_views import check_target_scales, other_views
 from ka_tf.constants import IMAGE, TEACHER_TARGET
 from ka_tf.errors import ConfigError
 from ka_tf.losses import FeatureMSE
@@ -18,54 +19,6 @@ from ka_tf.teachers import SPLITTABLE, TAP_ONLY, teacher_tier
 
 MODES = ("blockwise", "finetune")
 BLOCKWISE_TIERS = ("splittable", "tap_only")  # teachers the block-wise phase can use
-
-
-def flip_width(x):
-    """Mirrors a [B, H, W, ...] tensor left-right."""
-    return ops.flip(x, axis=2)
-
-
-def unflip_prediction(task: str, flipped):
-    """Maps a prediction on the mirrored image back to the original frame
-    (:meth:`ka_tf.tasks.Task.mirror` along the width of a [B, H, W, ...] batch)."""
-    return get_task(task).mirror(flipped, width_axis=2)
-
-
-def view_size(height: int, width: int, scale: float, multiple: int = 32) -> tuple[int, int]:
-    """The size of a target view at ``scale``: each side scaled and rounded to the
-    nearest multiple of ``multiple``, halves up (the teachers' total stride; at least
-    one)."""
-    return tuple(
-        max(multiple, int(side * scale / multiple + 0.5) * multiple) for side in (height, width)
-    )
-
-
-def resize_prediction(prediction, size: Sequence[int]):
-    """A dense prediction ``[B, H, W]`` or ``[B, H, W, C]`` resized bilinearly to
-    ``size`` (computed in float32, returned in the prediction's dtype)."""
-    values = ops.cast(prediction, "float32")
-    if len(prediction.shape) == 3:
-        return ops.cast(
-            ops.image.resize(values[..., None], size, "bilinear")[..., 0], prediction.dtype
-        )
-    return ops.cast(ops.image.resize(values, size, "bilinear"), prediction.dtype)
-
-
-def check_target_scales(target_scales: Sequence[float]) -> tuple[float, ...]:
-    """``target_scales`` as a tuple of positive floats with 1.0 first, or a ConfigError."""
-    scales = tuple(float(s) for s in target_scales)
-    if (
-        not scales
-        or scales[0] != 1.0
-        or any(s <= 0 for s in scales)
-        or len(set(scales)) != len(scales)
-    ):
-        raise ConfigError(
-            f"target_scales must start with 1.0 (the image itself) and list distinct positive "
-            f"scales. Received: target_scales={tuple(target_scales)}. Pass e.g. "
-            f"(1.0, 1.25, 1.5)."
-        )
-    return scales
 
 
 def check_blockwise_teachers(
@@ -326,7 +279,9 @@ class Amalgamator(keras.Model):
             else:
                 outputs = teacher(images, training=False)
             views = {task: [outputs[task]] for task in tasks}
-            for task, view in self._other_views(teacher, images, tasks).items():
+            for task, view in other_views(
+                teacher, images, tasks, self.target_scales, self.flip_average_targets
+            ).items():
                 views[task] += view
             for task in tasks:
                 output = views[task][0]
@@ -341,28 +296,6 @@ class Amalgamator(keras.Model):
                         ops.stop_gradient(f) for f in inter["candidates"][task]
                     ]
         return targets
-
-    def _other_views(self, teacher, images, tasks: Sequence[str]) -> dict[str, list]:
-        """The teacher's outputs on every view of ``images`` but the image itself (its
-        mirror; each other scale and its mirror), mapped back to the image's frame."""
-        height, width = images.shape[1], images.shape[2]
-        views: dict[str, list] = {task: [] for task in tasks}
-        for scale in self.target_scales:
-            size = view_size(height, width, scale)
-            scaled = images if scale == 1.0 else ops.image.resize(images, size, "bilinear")
-            mirrors = (False, True) if self.flip_average_targets else (False,)
-            for mirrored in mirrors:
-                if scale == 1.0 and not mirrored:
-                    continue  # the image itself: the caller's pass
-                outputs = teacher(flip_width(scaled) if mirrored else scaled, training=False)
-                for task in tasks:
-                    output = outputs[task]
-                    if mirrored:
-                        output = unflip_prediction(task, output)
-                    if scale != 1.0:
-                        output = resize_prediction(output, (height, width))
-                    views[task].append(output)
-        return views
 
     def loss_terms(self, images, targets, training: bool) -> dict:
         """The named, weighted loss terms for one batch (each a replica-scaled scalar)."""

@@ -34,7 +34,6 @@ from ka_tf.amalgamation.amalgamator import (
     build_coders,
     build_tap_adaptors,
     check_blockwise_teachers,
-    check_target_scales,
 )
 from ka_tf.amalgamation.branching import choose_branch_points
 from ka_tf.amalgamation.lite_student_builder import (
@@ -60,6 +59,7 @@ from ka_tf.amalgamation.target_cache import (
     storage_form,
     teacher_fingerprint,
 )
+from ka_tf.amalgamation.target_views import check_target_scales
 from ka_tf.constants import IMAGE, SEMSEG
 from ka_tf.errors import ConfigError
 from ka_tf.io_utils import atomic_save_keras, atomic_write_json

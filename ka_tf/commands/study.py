@@ -14,13 +14,17 @@ compute. Then every teacher and student is scored per image on the test split, a
 DIR/study.json + DIR/study.md are written:
 
     {"recipe", "command", "seeds", "params_ratio",
-     "teachers": {task: {metric: v}}, "students": [{metric: v}, ...],
+     "teachers": {task: {metric: v}}, "targets": {task: {metric: v}},
+     "students": [{metric: v}, ...],
      "control": {task: [{metric: v}, ...]},
      "delta_m": {"mean", "ci95": [lo, hi]}, "delta_m_per_task": {task: {"mean", "ci95"}},
      "per_metric": {metric: {"teacher", "student_mean", "student_std", "wins",
                              "control_mean"}},
      "verdict": {task: {"student_at_or_above_teacher", "student_above_control"}}}
 
+"targets" (with "targets" in per_metric): each teacher scored on the views its
+fine-tuning targets average over (mirror, amalgamate.target_scales) — what the
+student learns from; wins and the verdict compare with the teacher's single pass.
 The 95% CI is a bootstrap over test images and seeds (--bootstrap_samples). A run
 already finished in DIR (its amalgamation_report.json exists) is reused, so an
 interrupted study resumes.
@@ -117,7 +121,8 @@ def _train(model_dir: str, seed: int, bindings: list[str]) -> dict:
 
 
 def _test_split():
-    """The recipe's labelled test pipeline and depth clamp, from its gin file."""
+    """The recipe's labelled test pipeline, depth clamp and teacher-target views
+    (``amalgamate``'s ``target_scales`` and ``flip_average_targets``), from its gin file."""
     import gin
 
     from ka_tf import config
@@ -127,13 +132,19 @@ def _test_split():
     with gin.config_scope("test"):
         dataset = make_dataset()
     max_depth = gin.get_bindings("evaluate_model").get("max_depth")
-    return dataset, max_depth
+    bound = gin.get_bindings("amalgamate")
+    views = (
+        tuple(bound.get("target_scales", (1.0,))),
+        bool(bound.get("flip_average_targets", True)),
+    )
+    return dataset, max_depth, views
 
 
 def main(argv: list[str]) -> int:
     del argv
     _validate()
     from ka_tf import study
+    from ka_tf.amalgamation.target_views import MultiViewModel
     from ka_tf.evaluation import load_model_file
     from ka_tf.io_utils import atomic_write_json, atomic_write_text
 
@@ -164,11 +175,17 @@ def main(argv: list[str]) -> int:
                 ],
             )
 
-    dataset, max_depth = _test_split()
+    dataset, max_depth, (scales, mirror) = _test_split()
     teacher_stats: dict = {}
+    target_scores: dict = {}  # what the multi-view targets the student learns from score
     for task in tasks:
         teacher = load_model_file(teacher_paths[task])
         teacher_stats.update(study.collect_statistics(teacher, dataset, [task], max_depth))
+        if len(scales) > 1 or mirror:
+            views = MultiViewModel(teacher, scales, mirror)
+            target_scores[task] = study.metrics_of(
+                study.collect_statistics(views, dataset, [task], max_depth)
+            )
     student_stats = [
         study.collect_statistics(
             load_model_file(os.path.join(out_dir, f"student_s{s}", "student.keras")),
@@ -212,6 +229,7 @@ def main(argv: list[str]) -> int:
         control,
         delta,
         command,
+        targets=target_scores or None,
     )
     atomic_write_json(os.path.join(out_dir, "study.json"), summary)
     text = study.markdown(summary)

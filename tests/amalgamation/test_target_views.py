@@ -7,13 +7,9 @@ import pytest
 import tensorflow as tf
 
 from ka_tf.amalgamation import target_cache
-from ka_tf.amalgamation.amalgamator import (
-    Amalgamator,
-    build_coders,
-    check_target_scales,
-    view_size,
-)
+from ka_tf.amalgamation.amalgamator import Amalgamator, build_coders
 from ka_tf.amalgamation.student_builder import assemble_student, build_blockwise_student
+from ka_tf.amalgamation.target_views import MultiViewModel, check_target_scales, view_size
 from ka_tf.errors import ConfigError
 from ka_tf.losses import build_loss
 from ka_tf.models import SegNet
@@ -163,3 +159,15 @@ def test_the_cache_key_records_the_scales(tmp_path):
     assert folder(target_scales=(1.0,)) == single  # old caches keep their folder
     assert folder(target_scales=(1.0, 1.5)) != single
     assert folder(target_scales=(1.0, 1.5)) != folder(target_scales=(1.0, 1.25))
+
+
+def test_the_multi_view_model_scores_what_the_targets_are(teachers):
+    """MultiViewModel (the study's "teacher, multi-view" row) computes the targets the
+    Amalgamator trains on."""
+    targets = finetuner(teachers, target_scales=SCALES).teacher_targets(IMAGES)
+    for task, teacher in teachers.items():
+        wrapped = MultiViewModel(teacher, SCALES)
+        assert wrapped.name == f"{teacher.name}_views"
+        output = wrapped(IMAGES)[task]
+        size = float(tf.reduce_max(tf.abs(output)))
+        np.testing.assert_allclose(output / size, targets[task]["output"] / size, atol=1e-5)
