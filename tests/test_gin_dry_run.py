@@ -68,6 +68,7 @@ TINY = ["BATCH_SIZE = 2", "IMAGE_SIZE = (32, 64)"]
 # Files whose own sizes must shrink with TINY's frames.
 TINY_EXTRA = {
     "gin/street_zoo.gin": ["CROP_SIZE = (32, 32)"],
+    "gin/street_zoo_full.gin": ["CROP_SIZE = (32, 32)"],
     "gin/street_zoo_lite.gin": ["CROP_SIZE = (32, 32)"],
     "gin/indoor_zoo_3task.gin": ["CROP_SIZE = (32, 32)"],
 }

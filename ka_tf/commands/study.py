@@ -44,6 +44,7 @@ from ka_tf import cli
 
 RECIPES = {
     "street": "gin/street_zoo.gin",
+    "street_full": "gin/street_zoo_full.gin",
     "street_lite": "gin/street_zoo_lite.gin",
     "indoor_3task": "gin/indoor_zoo_3task.gin",
 }
@@ -52,7 +53,9 @@ flags.DEFINE_enum(
     "recipe",
     "street",
     sorted(RECIPES),
-    "street: the zoo's street teachers → one student (gin/street_zoo.gin); "
+    "street: the zoo's street teachers → one student (gin/street_zoo.gin, make demo's "
+    "recipe); street_full: the same with multi-view targets and 2,000 fine-tuning steps "
+    "(gin/street_zoo_full.gin); "
     "indoor_3task: the zoo's indoor scene-parsing, depth and normals teachers → one "
     "student (gin/indoor_zoo_3task.gin).",
 )
