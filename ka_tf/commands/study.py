@@ -1,6 +1,7 @@
 r"""The study over seeds: one recipe's amalgamation K times, a control, Δm with its CI.
 
 Usage:
+    python tools/study.py --recipe=street_full --seeds=3 --out_dir=runs/study_street_full
     python tools/study.py --recipe=street --seeds=5 --out_dir=runs/study_street
     python tools/study.py --recipe=indoor_3task --seeds=5 --out_dir=runs/study_indoor
 
@@ -9,9 +10,10 @@ For seed s in 1..K: `tools/train.py --gin_file=<recipe> --deterministic --seed=s
 DIR/student_s<s>/. The control, per task and seed: the task's teacher alone,
 initialised as the student's branch of that task would be (the teacher itself) and
 trained as many steps as the student (block-wise + fine-tuning) on its own
-flip-averaged outputs (DIR/control_<task>_s<s>/): self-distillation at equal
-compute. Then every teacher and student is scored per image on the test split, and
-DIR/study.json + DIR/study.md are written:
+outputs averaged over the same views as the student's targets (mirror, and
+amalgamate.target_scales) (DIR/control_<task>_s<s>/): self-distillation at equal
+compute and with equal targets. Then every teacher and student is scored per image
+on the test split, and DIR/study.json + DIR/study.md are written:
 
     {"recipe", "command", "seeds", "params_ratio",
      "teachers": {task: {metric: v}}, "targets": {task: {metric: v}},
