@@ -99,6 +99,8 @@ def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path, depth_cap):
         (["--model={dir}/test.npz"], ["test.npz is not a .keras file"]),
         (["--dataset=no_such_dataset"], ["unknown dataset", "no_such_dataset"]),
         (["--split=unlabelled"], ["no labels for any of model", "['semseg', 'depth']"]),
+        (["--multi_view_scales=1.5,1"], ["--multi_view_scales=1.5,1", "1,1.25,1.5"]),
+        (["--multi_view_scales=1,x"], ["--multi_view_scales=1,x", "1 first"]),
     ],
 )
 def test_tool_bad_input_is_one_line(fixture_dir, args, fragments):
@@ -151,3 +153,32 @@ def test_tool_reads_the_synthetic_benchmark(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(output.read_text())
     assert set(report) == {name for name in metric_names() if name.startswith("depth/")}
+
+
+def test_tool_scores_the_multi_view_average(fixture_dir, tmp_path):
+    """--multi_view_scales scores what a teacher's multi-view fine-tuning targets are."""
+    from ka_tf.amalgamation.target_views import MultiViewModel
+
+    output = tmp_path / "views.json"
+    result = run_tool(
+        str(fixture_dir / "launch.py"),
+        f"--model={fixture_dir / 'tiny.keras'}",
+        "--dataset=tiny_npz",
+        f"--data_dir={fixture_dir}",
+        "--multi_view_scales=1,1.5",
+        "--max_depth=2.5",
+        "--noprogress",
+        f"--output={output}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = keras.saving.load_model(fixture_dir / "tiny.keras")
+    arrays = tiny_arrays(n=5)
+    views = MultiViewModel(model, (1.0, 1.5))
+    expected = compute_metrics(
+        predict_dense(views, arrays["image"]), arrays, NUM_CLASSES, max_depth=2.5
+    )
+    single = compute_metrics(
+        predict_dense(model, arrays["image"]), arrays, NUM_CLASSES, max_depth=2.5
+    )
+    assert json.loads(output.read_text()) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert expected["depth/rmse"] != pytest.approx(single["depth/rmse"], rel=1e-6)

@@ -54,9 +54,33 @@ flags.DEFINE_float(
     "evaluate_model.max_depth, which the dataset gin files bind (gin/data/*.gin); none "
     "without one.",
 )
+flags.DEFINE_list(
+    "multi_view_scales",
+    None,
+    "Score the model averaged over views of each image: the image resized by each of "
+    "these scales (1 first; sides rounded to a multiple of 32) and each one's mirror, "
+    "every output mapped back (what amalgamate.target_scales makes a teacher's "
+    "fine-tuning targets), e.g. 1,1.25,1.5. Default: the model's single pass.",
+)
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 config.define_gin_flags()
 FLAGS = flags.FLAGS
+
+
+def _multi_view(model):
+    """``model`` averaged over the ``--multi_view_scales`` views, or a one-line error."""
+    from ka_tf.amalgamation.target_views import MultiViewModel, check_target_scales
+    from ka_tf.errors import ConfigError
+
+    try:
+        scales = check_target_scales([float(value) for value in FLAGS.multi_view_scales])
+    except (ValueError, ConfigError):
+        raise ConfigError(
+            f"--multi_view_scales must be distinct positive numbers, 1 first. Received: "
+            f"--multi_view_scales={','.join(FLAGS.multi_view_scales)}. Pass e.g. "
+            f"--multi_view_scales=1,1.25,1.5."
+        ) from None
+    return MultiViewModel(model, scales, name=model.name)
 
 
 def main(argv: list[str]) -> int:
@@ -73,6 +97,8 @@ def main(argv: list[str]) -> int:
 
     config.parse_gin_config(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
     model = evaluation.load_model_file(model_path)
+    if FLAGS.multi_view_scales:
+        model = _multi_view(model)
     dataset = ka_tf.data.load(dataset_name, data_dir=data_dir, split=FLAGS.split)
     if FLAGS.max_examples is not None:
         dataset = dataset.take(FLAGS.max_examples)
