@@ -9,12 +9,11 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ka_tf.amalgamation.target_views import check_target_scales, other_views
+from ka_tf.amalgamation.target_views import average_views, check_target_scales
 from ka_tf.constants import IMAGE, TEACHER_TARGET
 from ka_tf.errors import ConfigError
 from ka_tf.losses import FeatureMSE
 from ka_tf.models.channel_coding import ChannelCoding
-from ka_tf.tasks import get_task
 from ka_tf.teachers import SPLITTABLE, TAP_ONLY, teacher_tier
 
 MODES = ("blockwise", "finetune")
@@ -278,15 +277,11 @@ class Amalgamator(keras.Model):
                 outputs = inter["outputs"]
             else:
                 outputs = teacher(images, training=False)
-            views = {task: [outputs[task]] for task in tasks}
-            for task, view in other_views(
-                teacher, images, tasks, self.target_scales, self.flip_average_targets
-            ).items():
-                views[task] += view
+            averaged = average_views(
+                teacher, images, outputs, tasks, self.target_scales, self.flip_average_targets
+            )
             for task in tasks:
-                output = views[task][0]
-                if len(views[task]) > 1:
-                    output = get_task(task).average(views[task])
+                output = averaged[task]
                 targets[task] = {"output": ops.stop_gradient(output)}
                 if tier == TAP_ONLY:
                     targets[task]["taps"] = [ops.stop_gradient(t) for t in inter["taps"]]

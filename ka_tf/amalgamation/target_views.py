@@ -96,6 +96,20 @@ def other_views(
     return views
 
 
+def average_views(
+    teacher, images, outputs, tasks: Sequence[str], scales: Sequence[float], mirror: bool
+) -> dict:
+    """Task → the teacher's prediction averaged over every view of ``images``, given
+    its own pass on them (``outputs``); that pass alone when there is no other view."""
+    views = other_views(teacher, images, tasks, scales, mirror)
+    return {
+        task: get_task(task).average([outputs[task], *views[task]])
+        if views[task]
+        else outputs[task]
+        for task in tasks
+    }
+
+
 class MultiViewModel(keras.Model):
     """A dense model whose outputs are averaged over views of each image: what a
     teacher's multi-view targets score (e.g. on the test split, beside its single pass).
@@ -114,11 +128,4 @@ class MultiViewModel(keras.Model):
 
     def call(self, images, training=False):
         outputs = self.model(images, training=False)
-        tasks = list(outputs)
-        views = other_views(self.model, images, tasks, self.scales, self.mirror)
-        return {
-            task: get_task(task).average([outputs[task], *views[task]])
-            if views[task]
-            else outputs[task]
-            for task in tasks
-        }
+        return average_views(self.model, images, outputs, list(outputs), self.scales, self.mirror)
