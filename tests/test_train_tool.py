@@ -268,8 +268,8 @@ def test_cached_targets_are_computed_once_and_reused_by_the_next_run(
         report = json.loads((tmp_path / name / "amalgamation_report.json").read_text())
         records.append(report["target_cache"])
         assert (tmp_path / name / "student.keras").exists()
-    assert records[0]["computed"] and not records[1]["computed"]
-    assert records[0]["folder"] == records[1]["folder"]
+    assert records[0]["computed"] == ["semseg", "depth"] and records[1]["computed"] == []
+    assert records[0]["folders"] == records[1]["folders"]
     assert records[0]["images"] == 4 and records[0]["forms"] == {
         "semseg": "classes",
         "depth": "map",

@@ -254,12 +254,18 @@ class Amalgamator(keras.Model):
 
     # --- targets and losses ----------------------------------------------------------------
 
-    def teacher_targets(self, images) -> dict[str, dict]:
-        """Runs each distinct teacher once: outputs (flip-averaged), switches, features."""
+    def teacher_targets(self, images, tasks: Sequence[str] | None = None) -> dict[str, dict]:
+        """Runs each distinct teacher once: outputs (flip-averaged), switches, features.
+
+        Args:
+            images: float32 ``[B, H, W, 3]``.
+            tasks: Only these tasks' teachers (default: all).
+        """
         targets = {}
         by_model: dict[int, list[str]] = {}
         for task, teacher in self.teachers.items():
-            by_model.setdefault(id(teacher), []).append(task)
+            if tasks is None or task in tasks:
+                by_model.setdefault(id(teacher), []).append(task)
         for tasks in by_model.values():
             teacher = self.teachers[tasks[0]]
             # Side inputs, features and taps exist only where a term reads them: the

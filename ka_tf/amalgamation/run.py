@@ -190,7 +190,8 @@ class AmalgamationState:
             block re-measured with the final encoder and trunk), once measured.
         branch_points: Task → chosen candidate, once chosen.
         wall_time_s: Phase → seconds.
-        target_cache: The fine-tuning targets' cache (folder, images, storage forms),
+        target_cache: The fine-tuning targets' cache (folder per task, images, storage
+            forms, the tasks computed rather than read),
             when ``cache_targets`` is on.
     """
 
@@ -399,8 +400,9 @@ def amalgamate(
             training split (whole unaugmented frames, flip-averaged), kept on disk
             and moved with the image by the augmentation, instead of running the
             teachers every step (:mod:`ka_tf.amalgamation.target_cache`). Needs
-            ``train_data`` to be ``make_dataset``, ``tap_weight = 0`` and a
-            class-reading loss (``hard_ce``) for class-predicting tasks.
+            ``train_data`` to be ``make_dataset`` and ``tap_weight = 0``. A
+            class-predicting task stores its classes for ``hard_ce`` (1 byte a
+            pixel), its float16 logits for ``kl`` (2 bytes × classes a pixel).
 
     Returns:
         The report dict (also written as ``amalgamation_report.json``/``.md``).
@@ -521,9 +523,6 @@ def _set_up(
             blockwise_losses = distillation_losses(tasks)
         with gin.config_scope("finetune"):
             finetune_losses = distillation_losses(tasks)
-    if cache_targets:  # refused before any work: a loss whose target cannot be cached
-        for task in tasks:
-            storage_form(task, finetune_losses[task])
     with strategy.scope():
         blockwise, coders = None, {}
         if student_family == "target_net":
@@ -706,12 +705,7 @@ def _finetune_phase(
             cache = _target_cache(run, finetuner)
             state.wall_time_s.setdefault("target_cache", time.time() - started)
             if state.target_cache is None:  # the first attempt's record survives resumes
-                state.target_cache = {
-                    "folder": cache.folder,
-                    "images": cache.size,
-                    "forms": cache.forms,
-                    "computed": cache.built,  # False: read from an earlier run's cache
-                }
+                state.target_cache = cache.record()
             state.save()
             train_data = functools.partial(run.train_data, teacher_targets=cache)
         print(f"\n== Fine-tuning the student (branch points {dict(branch_points)}) ==", flush=True)
@@ -749,8 +743,8 @@ def _target_cache(run: _Run, finetuner: Amalgamator) -> TargetCache:
         ) from error
 
     @tf.function(reduce_retracing=True)
-    def compute(batch):
-        targets = finetuner.teacher_targets(tf.cast(batch, tf.float32))
+    def compute(batch, tasks):
+        targets = finetuner.teacher_targets(tf.cast(batch, tf.float32), tasks)
         return {task: target["output"] for task, target in targets.items()}
 
     return prepare_target_cache(

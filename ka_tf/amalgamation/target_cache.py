@@ -20,18 +20,22 @@ resampled rather than recomputed. The study measured the effect (BUILD.md).
 What is stored per task:
 
 - ``classes`` (uint8 ``[N, H, W]``): the argmax of a class-predicting task whose
-  fine-tuning loss reads only the argmax (``hard_ce``). A loss that reads the whole
-  distribution (``kl``) is refused: it would need 2 bytes × classes per pixel.
+  fine-tuning loss reads only the argmax (``hard_ce``).
 - ``map`` (float16, the output's shape): every other task (depth metres, normals,
-  mask probabilities); float16 keeps ~3 significant digits, far below the teachers'
-  own error.
+  mask probabilities) and a class-predicting task whose loss reads the whole
+  distribution (``kl``): its logits, 2 bytes × classes a pixel (2.5 GB for 2,000
+  128×256 frames of 19 classes; memory-mapped, not read into memory). float16 keeps
+  ~3 significant digits, far below the teachers' own error.
 
-Staleness: the folder is named by a hash of everything the targets depend on — each
-teacher file's sha256, the flip averaging and scales, the storage forms, the format version
-and the fingerprints of all the images in order — so a changed teacher or a
-re-rendered split lands in another folder and a stale one is never read. A folder
-whose arrays fail their recorded sha256 (a crash mid-write, a tampered file) is
-deleted and rebuilt, with one warning.
+Each task has its own folder, so runs that share one teacher share its targets: the
+study's single-teacher control reads the student's, and a student whose other
+teacher changes recomputes only that teacher's. Staleness: a folder is named by a
+hash of everything its targets depend on — the teacher file's sha256, the task, its
+storage form, the flip averaging and scales, the format version and the fingerprints
+of all the images in order — so a changed teacher or a re-rendered split lands in
+another folder and a stale one is never read. A folder whose arrays fail their
+recorded sha256 (a crash mid-write, a tampered file) is deleted and rebuilt, with
+one warning.
 
 The default root is ``$KA_TF_TARGET_CACHE``, else ``~/.cache/ka_tf/teacher_targets``.
 """
@@ -56,9 +60,10 @@ from ka_tf.io_utils import atomic_write_json, file_sha256
 from ka_tf.tasks import get_task
 
 CACHE_ENV = "KA_TF_TARGET_CACHE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one folder per task
 CLASSES, MAP = "classes", "map"
 MANIFEST = "manifest.json"
+FINGERPRINTS = "fingerprints.npy"
 
 
 def default_cache_root() -> str:
@@ -69,21 +74,12 @@ def default_cache_root() -> str:
 
 
 def storage_form(task: str, loss: keras.losses.Loss) -> str:
-    """How ``task``'s targets are stored for ``loss``: ``classes`` or ``map``.
-
-    Raises:
-        ConfigError: a class-predicting task whose loss reads the whole distribution.
-    """
-    if not get_task(task).has_classes:
-        return MAP
-    if getattr(loss, "reads_target_classes", False):
+    """How ``task``'s targets are stored for ``loss``: ``classes`` where the task
+    predicts classes and the loss reads only the teacher's argmax
+    (``reads_target_classes``), else ``map`` (the output itself, float16)."""
+    if get_task(task).has_classes and getattr(loss, "reads_target_classes", False):
         return CLASSES
-    raise ConfigError(
-        f"amalgamate.cache_targets stores the {task!r} teacher's classes, but the "
-        f"fine-tuning loss {type(loss).__name__} reads its whole distribution. Bind "
-        f"finetune/distillation_losses.losses with {task!r}: 'hard_ce', or "
-        f"amalgamate.cache_targets = False."
-    )
+    return MAP
 
 
 def image_fingerprints(images: tf.Tensor) -> tf.Tensor:
@@ -112,20 +108,25 @@ class TargetCache:
     Build one with :func:`prepare_target_cache`.
 
     Attributes:
-        folder: Where the arrays live.
+        folders: Task → the folder its array lives in.
         forms: Task → ``classes`` or ``map``.
         size: Images cached.
-        built: Whether this object computed the targets (False: read from disk).
+        computed: Tasks whose targets this object computed (the rest were read from
+            an earlier run's folders).
     """
 
-    def __init__(self, folder: str, forms: Mapping[str, str], built: bool) -> None:
-        self.folder = folder
+    def __init__(
+        self, folders: Mapping[str, str], forms: Mapping[str, str], computed: Sequence[str]
+    ) -> None:
+        self.folders = dict(folders)
         self.forms = dict(forms)
-        self.built = built
+        self.computed = [task for task in forms if task in computed]
         self._arrays = {
-            task: np.load(os.path.join(folder, f"{task}.npy"), mmap_mode="r") for task in forms
+            task: np.load(os.path.join(self.folders[task], f"{task}.npy"), mmap_mode="r")
+            for task in forms
         }
-        fingerprints = np.load(os.path.join(folder, "fingerprints.npy"))
+        # Every folder indexes the same images in the same order (their key says so).
+        fingerprints = np.load(os.path.join(self.folders[next(iter(forms))], FINGERPRINTS))
         self.size = int(fingerprints.shape[0])
         # Identical images have identical targets: the first row serves them all.
         keys, rows = np.unique(fingerprints, return_index=True)
@@ -136,12 +137,27 @@ class TargetCache:
             default_value=-1,
         )
 
+    @property
+    def built(self) -> bool:
+        """Whether this object computed any task's targets."""
+        return bool(self.computed)
+
+    def record(self) -> dict[str, Any]:
+        """What a run's state and report keep of the cache."""
+        return {
+            "folders": self.folders,
+            "images": self.size,
+            "forms": self.forms,
+            "computed": self.computed,  # the rest were read from an earlier run's cache
+        }
+
     def _rows(self, row: np.ndarray) -> list[np.ndarray]:
         index = int(row)
         if index < 0:
             raise ValueError(
                 f"an image of the training pipeline is not in the teacher-target cache "
-                f"{self.folder}: the split changed during the run. Re-run to rebuild it."
+                f"{sorted(set(self.folders.values()))}: the split changed during the run. "
+                f"Re-run to rebuild it."
             )
         return [np.asarray(self._arrays[task][index]) for task in self.forms]
 
@@ -159,21 +175,21 @@ class TargetCache:
 
 def prepare_target_cache(
     images: Iterable[Any],
-    compute_targets: Callable[[tf.Tensor], Mapping[str, tf.Tensor]],
+    compute_targets: Callable[[tf.Tensor, Sequence[str]], Mapping[str, tf.Tensor]],
     teacher_fingerprints: Mapping[str, str],
     forms: Mapping[str, str],
     flip_average: bool,
     root: str | None = None,
     target_scales: Sequence[float] = (1.0,),
 ) -> TargetCache:
-    """The cache of these images' targets: read from disk when it holds exactly them,
-    else computed (one pass of the teachers) and written.
+    """The cache of these images' targets: each task's read from disk when its folder
+    holds exactly them, the others computed (one pass of their teachers) and written.
 
     Args:
         images: Batches of uint8 ``[B, H, W, 3]`` images, the whole split, unaugmented,
             in a fixed order (the split read with ``training=False``).
-        compute_targets: Batch → task → the teacher target the train step would
-            compute for it (the loss's target form).
+        compute_targets: ``(batch, tasks)`` → task → the teacher target the train step
+            would compute for it (the loss's target form), for those tasks only.
         teacher_fingerprints: Task → :func:`teacher_fingerprint` of its teacher file.
         forms: Task → :func:`storage_form`.
         flip_average: Whether ``compute_targets`` averages over the mirror image.
@@ -187,30 +203,29 @@ def prepare_target_cache(
     if not batches:
         raise ConfigError("amalgamate.cache_targets: the transfer split has no images.")
     fingerprints = np.concatenate([image_fingerprints(b).numpy() for b in batches])
-    key = {
+    shared = {
         "format": FORMAT_VERSION,
-        "teachers": dict(sorted(teacher_fingerprints.items())),
-        "forms": dict(sorted(forms.items())),
         "flip_average": bool(flip_average),
-        # Absent for single-scale targets, so caches written before scales existed
-        # keep their folder.
-        **(
-            {"target_scales": [float(x) for x in target_scales]}
-            if tuple(target_scales) != (1.0,)
-            else {}
-        ),
+        "target_scales": [float(x) for x in target_scales],
         "image_shape": list(batches[0].shape[1:]),
         "images": hashlib.sha256(fingerprints.tobytes()).hexdigest(),
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    folder = os.path.join(root or default_cache_root(), digest)
-    if _intact(folder, key):
-        return TargetCache(folder, forms, built=False)
-    if os.path.exists(folder):
-        logging.warning("Teacher-target cache %s is incomplete or damaged: rebuilding it.", folder)
-        shutil.rmtree(folder)
-    _build(folder, key, batches, fingerprints, compute_targets, forms)
-    return TargetCache(folder, forms, built=True)
+    keys, folders = {}, {}
+    for task in forms:
+        key = {**shared, "task": task, "teacher": teacher_fingerprints[task], "form": forms[task]}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        keys[task] = key
+        folders[task] = os.path.join(root or default_cache_root(), digest)
+    missing = [task for task in forms if not _intact(folders[task], keys[task])]
+    for task in missing:
+        if os.path.exists(folders[task]):
+            logging.warning(
+                "Teacher-target cache %s is incomplete or damaged: rebuilding it.", folders[task]
+            )
+            shutil.rmtree(folders[task])
+    if missing:
+        _build(folders, keys, batches, fingerprints, compute_targets, forms, missing)
+    return TargetCache(folders, forms, computed=missing)
 
 
 def _intact(folder: str, key: Mapping[str, Any]) -> bool:
@@ -241,22 +256,26 @@ def stored_target(form: str, target: Any) -> np.ndarray:
     return target.astype(np.float16)
 
 
-def _build(folder, key, batches, fingerprints, compute_targets, forms) -> None:
-    """Runs the teachers over every batch and writes the arrays, then the manifest
-    (last: a folder without it is incomplete)."""
-    os.makedirs(folder, exist_ok=True)
+def _build(folders, keys, batches, fingerprints, compute_targets, forms, tasks) -> None:
+    """Runs the teachers of ``tasks`` over every batch and writes each task's array,
+    then its manifest (last: a folder without it is incomplete)."""
     total = int(fingerprints.shape[0])
-    print(f"\n== Caching teacher targets: {total} images -> {folder} ==", flush=True)
+    print(
+        f"\n== Caching teacher targets ({', '.join(tasks)}): {total} images -> "
+        f"{', '.join(folders[task] for task in tasks)} ==",
+        flush=True,
+    )
     progress = keras.utils.Progbar(total, unit_name="image")
     arrays: dict[str, np.ndarray] = {}
     start = 0
     for batch in batches:
-        targets = compute_targets(tf.constant(batch))
-        for task, form in forms.items():
-            stored = stored_target(form, targets[task])
+        targets = compute_targets(tf.constant(batch), tuple(tasks))
+        for task in tasks:
+            stored = stored_target(forms[task], targets[task])
             if task not in arrays:
+                os.makedirs(folders[task], exist_ok=True)
                 arrays[task] = np.lib.format.open_memmap(
-                    os.path.join(folder, f"{task}.npy"),
+                    os.path.join(folders[task], f"{task}.npy"),
                     mode="w+",
                     dtype=stored.dtype,
                     shape=(total, *stored.shape[1:]),
@@ -264,16 +283,18 @@ def _build(folder, key, batches, fingerprints, compute_targets, forms) -> None:
             arrays[task][start : start + len(batch)] = stored
         start += len(batch)
         progress.update(start)
-    for array in arrays.values():
-        array.flush()
-    del arrays
-    np.save(os.path.join(folder, "fingerprints.npy"), fingerprints)
-    names = ["fingerprints.npy", *(f"{task}.npy" for task in forms)]
-    atomic_write_json(
-        os.path.join(folder, MANIFEST),
-        {
-            "key": key,
-            "size": total,
-            "sha256": {name: file_sha256(os.path.join(folder, name)) for name in names},
-        },
-    )
+    for task in tasks:
+        arrays[task].flush()
+        del arrays[task]
+        np.save(os.path.join(folders[task], FINGERPRINTS), fingerprints)
+        names = [FINGERPRINTS, f"{task}.npy"]
+        atomic_write_json(
+            os.path.join(folders[task], MANIFEST),
+            {
+                "key": keys[task],
+                "size": total,
+                "sha256": {
+                    name: file_sha256(os.path.join(folders[task], name)) for name in names
+                },
+            },
+        )

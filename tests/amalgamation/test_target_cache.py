@@ -41,17 +41,17 @@ def finetuner():
     return amalgamator
 
 
-def live_outputs(finetuner, images):
-    targets = finetuner.teacher_targets(tf.cast(images, tf.float32))
+def live_outputs(finetuner, images, tasks=None):
+    targets = finetuner.teacher_targets(tf.cast(images, tf.float32), tasks)
     return {task: target["output"] for task, target in targets.items()}
 
 
-def prepare(finetuner, root, fingerprints=FINGERPRINTS, images=IMAGES):
+def prepare(finetuner, root, fingerprints=FINGERPRINTS, images=IMAGES, forms=FORMS):
     return target_cache.prepare_target_cache(
         [images[:4], images[4:]],
-        lambda batch: live_outputs(finetuner, batch),
+        lambda batch, tasks: live_outputs(finetuner, batch, tasks),
         fingerprints,
-        FORMS,
+        forms,
         flip_average=True,
         root=str(root),
     )
@@ -83,26 +83,49 @@ def test_cached_targets_give_the_live_step_losses(finetuner, tmp_path):
         np.testing.assert_allclose(cached[name].numpy(), direct[name].numpy(), atol=1e-3)
 
 
-def test_a_later_run_reads_the_cache_and_a_changed_teacher_rebuilds(finetuner, tmp_path):
+def test_a_later_run_reads_the_cache_and_a_changed_teacher_rebuilds_only_its_own(
+    finetuner, tmp_path
+):
     first = prepare(finetuner, tmp_path)
+    assert first.computed == ["semseg", "depth"]
+    assert first.folders["semseg"] != first.folders["depth"]
     again = prepare(finetuner, tmp_path)
-    assert not again.built and again.folder == first.folder
+    assert not again.built and again.folders == first.folders
     changed = prepare(finetuner, tmp_path, {**FINGERPRINTS, "depth": "c" * 64})
-    assert changed.built and changed.folder != first.folder
+    assert changed.computed == ["depth"]  # the semseg teacher's targets are shared
+    assert changed.folders["semseg"] == first.folders["semseg"]
+    assert changed.folders["depth"] != first.folders["depth"]
     other_images = prepare(finetuner, tmp_path, images=IMAGES[::-1].copy())
-    assert other_images.built and other_images.folder not in (first.folder, changed.folder)
+    assert other_images.computed == ["semseg", "depth"]
+    assert set(other_images.folders.values()).isdisjoint(
+        [*first.folders.values(), *changed.folders.values()]
+    )
+
+
+def test_a_single_teacher_run_shares_the_folder_of_its_teacher(finetuner, tmp_path):
+    """The study's control (one teacher) reads the targets the student's run cached."""
+    first = prepare(finetuner, tmp_path)
+    alone = target_cache.prepare_target_cache(
+        [IMAGES[:4], IMAGES[4:]],
+        lambda batch, tasks: pytest.fail("the depth targets were cached: nothing to compute"),
+        {"depth": FINGERPRINTS["depth"]},
+        {"depth": "map"},
+        flip_average=True,
+        root=str(tmp_path),
+    )
+    assert alone.folders == {"depth": first.folders["depth"]} and not alone.built
 
 
 def test_a_damaged_cache_is_rebuilt_never_read(finetuner, tmp_path):
     first = prepare(finetuner, tmp_path)
-    path = os.path.join(first.folder, "semseg.npy")
+    path = os.path.join(first.folders["semseg"], "semseg.npy")
     with open(path, "r+b") as handle:  # one class id changed in place, size unchanged
         handle.seek(-1, os.SEEK_END)
         byte = handle.read(1)
         handle.seek(-1, os.SEEK_END)
         handle.write(bytes([(byte[0] + 1) % 4]))
     rebuilt = prepare(finetuner, tmp_path)
-    assert rebuilt.built and rebuilt.folder == first.folder
+    assert rebuilt.computed == ["semseg"] and rebuilt.folders == first.folders
     live = np.argmax(live_outputs(finetuner, IMAGES)["semseg"].numpy(), axis=-1)
     np.testing.assert_array_equal(attached(rebuilt)[f"{TEACHER_TARGET}semseg"].numpy(), live)
 
@@ -163,11 +186,35 @@ def test_labels_are_never_read_as_teacher_targets(finetuner):
         finetuner.cached_targets(partial)
 
 
-def test_soft_class_targets_are_refused():
-    with pytest.raises(ConfigError, match=r"'hard_ce', or amalgamate\.cache_targets = False"):
-        target_cache.storage_form("semseg", build_loss("semseg", "kl"))
+def test_storage_forms():
     assert target_cache.storage_form("semseg", build_loss("semseg", "hard_ce")) == "classes"
+    assert target_cache.storage_form("semseg", build_loss("semseg", "kl")) == "map"
     assert target_cache.storage_form("depth", build_loss("depth", "log_l1")) == "map"
+
+
+def test_soft_class_targets_cache_the_logits_and_give_the_live_kl_loss(finetuner, tmp_path):
+    """``kl`` reads the teacher's whole distribution: the cache keeps its logits, in a
+    folder of their own (the classes of ``hard_ce`` are another form)."""
+    losses = {"semseg": build_loss("semseg", "kl"), "depth": build_loss("depth", "log_l1")}
+    soft = Amalgamator(finetuner.student, finetuner.teachers, losses, mode="finetune")
+    forms = {task: target_cache.storage_form(task, loss) for task, loss in losses.items()}
+    cache = prepare(finetuner, tmp_path, forms=forms)
+    hard = prepare(finetuner, tmp_path)
+    assert cache.folders["semseg"] != hard.folders["semseg"]
+    assert cache.folders["depth"] == hard.folders["depth"]
+    data = attached(cache)
+    assert data[f"{TEACHER_TARGET}semseg"].shape == (*IMAGES.shape[:3], 4)
+    live = live_outputs(finetuner, IMAGES)["semseg"].numpy()
+    np.testing.assert_allclose(
+        data[f"{TEACHER_TARGET}semseg"].numpy().astype("float32"), live, rtol=1e-3, atol=1e-3
+    )
+    # The KL the step computes from them, against a student that disagrees.
+    student_logits = tf.constant(RNG.normal(size=live.shape).astype("float32"))
+    cached_target = soft.cached_targets(data)["semseg"]["output"]
+    kl = losses["semseg"]
+    direct = kl(tf.constant(live), student_logits).numpy()
+    assert direct > 0.01
+    np.testing.assert_allclose(kl(cached_target, student_logits).numpy(), direct, rtol=1e-3)
 
 
 def test_make_dataset_attaches_before_augmentation(finetuner, tmp_path, monkeypatch):

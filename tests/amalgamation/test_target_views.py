@@ -146,17 +146,17 @@ def test_the_cache_key_records_the_scales(tmp_path):
     def folder(**kw):
         cache = target_cache.prepare_target_cache(
             images,
-            lambda batch: {"depth": tf.ones(tf.shape(batch)[:3])},
+            lambda batch, tasks: {"depth": tf.ones(tf.shape(batch)[:3])},
             {"depth": "d" * 64},
             {"depth": "map"},
             flip_average=True,
             root=str(tmp_path),
             **kw,
         )
-        return cache.folder
+        return cache.folders["depth"]
 
     single = folder()
-    assert folder(target_scales=(1.0,)) == single  # old caches keep their folder
+    assert folder(target_scales=(1.0,)) == single
     assert folder(target_scales=(1.0, 1.5)) != single
     assert folder(target_scales=(1.0, 1.5)) != folder(target_scales=(1.0, 1.25))
 
