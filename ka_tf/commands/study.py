@@ -34,6 +34,7 @@ interrupted study resumes.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -137,11 +138,16 @@ def _test_split():
     with gin.config_scope("test"):
         dataset = make_dataset()
     max_depth = gin.get_bindings("evaluate_model").get("max_depth")
+    from ka_tf.amalgamation.run import amalgamate
+
+    # What amalgamate will use: the recipe's binding, else the function's own default.
+    defaults = inspect.signature(inspect.unwrap(amalgamate)).parameters
     bound = gin.get_bindings("amalgamate")
-    views = (
-        tuple(bound.get("target_scales", (1.0,))),
-        bool(bound.get("flip_average_targets", True)),
+    views = tuple(
+        bound.get(name, defaults[name].default)
+        for name in ("target_scales", "flip_average_targets")
     )
+    views = (tuple(views[0]), bool(views[1]))
     return dataset, max_depth, views
 
 
