@@ -142,3 +142,18 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def path_sha256(path: str) -> str:
+    """sha256 of a file, or of every file of a folder (a SavedModel) in order, each
+    named by its path inside the folder."""
+    if not os.path.isdir(path):
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            digest.update(os.path.relpath(full, path).encode())
+            digest.update(file_sha256(full).encode())
+    return digest.hexdigest()

@@ -1,14 +1,16 @@
 """Test session set-up: two logical CPU devices (for MirroredStrategy tests) and markers."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Recipes that cache teacher targets (gin/street_zoo.gin) write them here, not into the
-# user's ~/.cache, in this process and every tool it runs.
+# Recipes that cache teacher targets (gin/street_zoo.gin) and every amalgamation run's
+# teacher scores write them here, not into the user's ~/.cache, in this process and
+# every tool it runs.
 if "KA_TF_TARGET_CACHE" not in os.environ:
-    import tempfile
-
     os.environ["KA_TF_TARGET_CACHE"] = tempfile.mkdtemp(prefix="ka_tf_test_targets_")
+if "KA_TF_SCORE_CACHE" not in os.environ:
+    os.environ["KA_TF_SCORE_CACHE"] = tempfile.mkdtemp(prefix="ka_tf_test_scores_")
 
 import pytest
 import tensorflow as tf

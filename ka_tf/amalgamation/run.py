@@ -57,12 +57,11 @@ from ka_tf.amalgamation.target_cache import (
     TargetCache,
     prepare_target_cache,
     storage_form,
-    teacher_fingerprint,
 )
 from ka_tf.amalgamation.target_views import check_target_scales
 from ka_tf.constants import IMAGE, SEMSEG
 from ka_tf.errors import ConfigError
-from ka_tf.io_utils import atomic_save_keras, atomic_write_json
+from ka_tf.io_utils import atomic_save_keras, atomic_write_json, path_sha256
 from ka_tf.losses import build_loss
 from ka_tf.models.arch import BRANCH_CANDIDATES
 from ka_tf.optim import build_optimizer
@@ -464,6 +463,7 @@ def amalgamate(
                 _evaluate(
                     student,
                     run.teachers,
+                    run.teacher_paths,
                     test_data,
                     eval_max_batches,
                     model_dir,
@@ -750,7 +750,7 @@ def _target_cache(run: _Run, finetuner: Amalgamator) -> TargetCache:
     return prepare_target_cache(
         (element[IMAGE] for element in images),
         compute,
-        {task: teacher_fingerprint(run.teacher_paths[task]) for task in run.tasks},
+        {task: path_sha256(run.teacher_paths[task]) for task in run.tasks},
         {task: storage_form(task, run.finetune_losses[task]) for task in run.tasks},
         run.flip_average_targets,
         target_scales=run.target_scales,
@@ -845,9 +845,13 @@ def distribution_record(strategy: tf.distribute.Strategy, dataset: tf.data.Datas
 
 
 def _evaluate(
-    student, teachers, test_data, max_batches, model_dir, num_panels, split, step=0
+    student, teachers, teacher_paths, test_data, max_batches, model_dir, num_panels, split, step=0
 ) -> dict[str, Any]:
     """Metrics of the student and each teacher on ``split``, Δm, and PNG panels.
+
+    A teacher's metrics are read from :mod:`ka_tf.score_cache` when the same teacher
+    file was scored on the same batches before (a study's seeds, a second demo);
+    ``teacher_scores_cached`` lists the tasks whose teacher was.
 
     On a split without labels for the student's tasks (held-out photos), the student's
     *agreement* with its teachers instead (:func:`ka_tf.evaluation.teacher_labelled`),
@@ -855,6 +859,7 @@ def _evaluate(
     ``step``): a scalar per source and metric (``<split>/<source>/<metric>``), Δm, and
     the panels as images.
     """
+    from ka_tf import score_cache
     from ka_tf.evaluation import evaluate_model, teacher_labelled
     from ka_tf.metrics import relative_change
 
@@ -872,12 +877,24 @@ def _evaluate(
         _write_panels(student, teachers, dataset, tasks, model_dir, num_panels, split, step)
         return result
     rows = {"student": evaluate_model(student, dataset, tasks=labelled, max_batches=max_batches)}
-    teacher_scores = {}
+    teacher_scores, cached = {}, []
+    settings = {"evaluate_model": gin.get_bindings("evaluate_model")}
     for task in labelled:
-        scores = evaluate_model(teachers[task], dataset, tasks=[task], max_batches=max_batches)
+        scores, read = score_cache.scores(
+            teacher_paths[task],
+            dataset,
+            {**settings, "tasks": [task]},
+            lambda task=task: evaluate_model(
+                teachers[task], dataset, tasks=[task], max_batches=max_batches
+            ),
+            max_batches=max_batches,
+        )
+        if read:
+            cached.append(task)
+            print(f"teacher/{task}: scores read from the score cache (same file, same frames)")
         rows[f"teacher/{task}"] = scores
         teacher_scores.update(scores)
-    result = {"metrics": {split: rows}}
+    result = {"metrics": {split: rows}, "teacher_scores_cached": cached}
     # A relative change is undefined where the teacher scores exactly 0 (e.g. δ1 of an
     # untrained teacher): such metrics are listed, not silently dropped.
     comparable = {k: v for k, v in teacher_scores.items() if v != 0 and np.isfinite(v)}

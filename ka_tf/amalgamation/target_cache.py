@@ -88,20 +88,6 @@ def image_fingerprints(images: tf.Tensor) -> tf.Tensor:
     return tf.bitcast(tf.fingerprint(flat), tf.int64)
 
 
-def teacher_fingerprint(path: str) -> str:
-    """sha256 of a teacher file, or of every file of a folder (a SavedModel) in order."""
-    if not os.path.isdir(path):
-        return file_sha256(path)
-    digest = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(folder, name)
-            digest.update(os.path.relpath(full, path).encode())
-            digest.update(file_sha256(full).encode())
-    return digest.hexdigest()
-
-
 class TargetCache:
     """One transfer split's targets: ``task → [N, ...]`` arrays and a fingerprint index.
 
@@ -190,7 +176,7 @@ def prepare_target_cache(
             in a fixed order (the split read with ``training=False``).
         compute_targets: ``(batch, tasks)`` → task → the teacher target the train step
             would compute for it (the loss's target form), for those tasks only.
-        teacher_fingerprints: Task → :func:`teacher_fingerprint` of its teacher file.
+        teacher_fingerprints: Task → :func:`ka_tf.io_utils.path_sha256` of its teacher file.
         forms: Task → :func:`storage_form`.
         flip_average: Whether ``compute_targets`` averages over the mirror image.
         target_scales: The scales ``compute_targets`` averages over.
@@ -293,8 +279,6 @@ def _build(folders, keys, batches, fingerprints, compute_targets, forms, tasks) 
             {
                 "key": keys[task],
                 "size": total,
-                "sha256": {
-                    name: file_sha256(os.path.join(folders[task], name)) for name in names
-                },
+                "sha256": {name: file_sha256(os.path.join(folders[task], name)) for name in names},
             },
         )
