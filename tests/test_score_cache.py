@@ -97,3 +97,39 @@ def test_the_fingerprint_reads_every_array():
     assert score_cache.dataset_fingerprint(dataset(), 1) != score_cache.dataset_fingerprint(
         dataset()
     )
+
+
+def test_an_amalgamation_run_reads_its_teachers_scores_the_second_time(tmp_path, monkeypatch):
+    """The run's evaluation: the same teacher files on the same frames are scored once."""
+    from ka_tf.amalgamation.run import _evaluate
+    from ka_tf.models import TargetNet
+
+    monkeypatch.setenv(score_cache.CACHE_ENV, str(tmp_path / "scores"))
+    keras.utils.set_random_seed(4)
+    teachers, paths = {}, {}
+    for task in ("semseg", "depth"):
+        teachers[task] = SegNet(
+            task, num_classes=4 if task == "semseg" else None, width_multiplier=1 / 16
+        )
+        paths[task] = str(tmp_path / f"{task}.keras")
+        teachers[task].save(paths[task])
+    student = TargetNet(
+        ("semseg", "depth"),
+        num_classes=4,
+        branch_points={"semseg": 1, "depth": 1},
+        width_multiplier=1 / 16,
+    )
+    depth = RNG.uniform(1.0, 50.0, size=LABELS.shape).astype("float32")
+
+    def test_data():
+        elements = {"image": IMAGES, "semseg": LABELS, "depth": depth}
+        return tf.data.Dataset.from_tensor_slices(elements).batch(2)
+
+    results = [
+        _evaluate(student, teachers, paths, test_data, None, str(tmp_path / name), 1, "test")
+        for name in ("first", "second")
+    ]
+    assert results[0]["teacher_scores_cached"] == []
+    assert results[1]["teacher_scores_cached"] == ["semseg", "depth"]
+    assert results[1]["metrics"] == results[0]["metrics"]
+    assert len(os.listdir(tmp_path / "scores")) == 2

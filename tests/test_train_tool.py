@@ -255,7 +255,7 @@ def test_cached_targets_are_computed_once_and_reused_by_the_next_run(
         "amalgamate.cache_targets = True",
         "transfer/augment_element.scale_range = (1.0, 1.0)",  # cached targets: no zoom
     )
-    records, reports = [], []
+    records = []
     for name in ("first", "second"):
         result = _train(
             tmp_path / name,
@@ -267,15 +267,8 @@ def test_cached_targets_are_computed_once_and_reused_by_the_next_run(
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads((tmp_path / name / "amalgamation_report.json").read_text())
         records.append(report["target_cache"])
-        reports.append(report)
         assert (tmp_path / name / "student.keras").exists()
     assert records[0]["computed"] == ["semseg", "depth"] and records[1]["computed"] == []
-    # The second run read its teachers' scores: same files, same frames, same figures.
-    assert reports[1]["teacher_scores_cached"] == ["semseg", "depth"]
-    split = next(iter(reports[0]["metrics"]))
-    for task in ("semseg", "depth"):
-        row = f"teacher/{task}"
-        assert reports[1]["metrics"][split][row] == reports[0]["metrics"][split][row]
     assert records[0]["folders"] == records[1]["folders"]
     assert records[0]["images"] == 4 and records[0]["forms"] == {
         "semseg": "classes",
