@@ -248,6 +248,7 @@ class _Run:
     train_dataset: tf.data.Dataset  # the first one built, for its options
     val_data: Any
     val_batches: int
+    stage_end_losses: bool
     steps_per_epoch: int
     steps_per_execution: int
     feature_weight: float
@@ -330,6 +331,7 @@ def amalgamate(
     steps_per_epoch: int = 50,
     steps_per_execution: int = 10,
     val_batches: int = 8,
+    stage_end_losses: bool = True,
     init_from: str = SEMSEG,
     student_width_multiplier: float | None = None,
     branch_points: Mapping[str, int] | None = None,
@@ -364,6 +366,10 @@ def amalgamate(
         steps_per_execution: Steps per call of the compiled train function, at most
             (see :func:`ka_tf.training.phase.execution_steps`).
         val_batches: Batches of ``val_data`` for each block loss.
+        stage_end_losses: Also measure each block's loss at the end of its own stage
+            (the report's second table, which shows how far it is from the
+            like-for-like table the branch choice reads; one more validation pass per
+            block, about 17 s each on the street demo).
         init_from: ``scratch`` or the task whose teacher initialises the student.
         student_width_multiplier: The student's own width (None: the teachers'). A
             narrower student projects into the teachers' decoders through 1×1
@@ -427,6 +433,7 @@ def amalgamate(
         val_data,
         blockwise_steps=blockwise_steps,
         val_batches=val_batches,
+        stage_end_losses=stage_end_losses,
         steps_per_epoch=steps_per_epoch,
         steps_per_execution=steps_per_execution,
         init_from=init_from,
@@ -486,6 +493,7 @@ def _set_up(
     *,
     blockwise_steps: int,
     val_batches: int,
+    stage_end_losses: bool,
     steps_per_epoch: int,
     steps_per_execution: int,
     init_from: str,
@@ -545,6 +553,7 @@ def _set_up(
         train_dataset=train_dataset,
         val_data=val_data,
         val_batches=val_batches,
+        stage_end_losses=stage_end_losses,
         steps_per_epoch=steps_per_epoch,
         steps_per_execution=steps_per_execution,
         feature_weight=feature_weight,
@@ -567,7 +576,7 @@ def _blockwise_phase(
     """Block-wise training at each candidate in turn, each stage resumable.
 
     Stage b starts from stage b-1's weights; its validation projection loss at the
-    stage's end goes to ``state.block_losses`` and TensorBoard.
+    stage's end (``stage_end_losses``) goes to ``state.block_losses`` and TensorBoard.
     """
     groups = {"student": run.blockwise, "coders": _LayerGroup(run.coders)}
     previous_checkpoint = None
@@ -592,7 +601,7 @@ def _blockwise_phase(
                 checkpoint=checkpoint,
                 log_dir=run.log_dir,
             )
-            if run.val_data is not None:
+            if run.val_data is not None and run.stage_end_losses:
                 with distribute.running(f"blockwise_b{block} validation"):
                     losses = run.projection_losses(amalgamator)
                 for task in run.tasks:

@@ -70,3 +70,43 @@ def test_resume_after_block_two(tmp_path, monkeypatch):
     )
     assert sorted((run_dir / "checkpoints" / "blockwise_b4").iterdir())
     assert (run_dir / "student.keras").exists()
+
+
+@pytest.mark.slow  # ~1 minute
+def test_without_stage_end_losses_the_choice_reads_the_like_for_like_table(tmp_path, monkeypatch):
+    """amalgamate.stage_end_losses = False (the street recipes, for time): one validation
+    pass per block instead of two, and the branch choice is made as before."""
+    monkeypatch.setenv("KA_TF_CACHE", str(tmp_path / "cache"))
+    teachers = {}
+    for task in ("semseg", "depth"):
+        teachers[task] = str(tmp_path / f"{task}.keras")
+        SegNet(task, num_classes=19 if task == "semseg" else None, width_multiplier=1 / 16).save(
+            teachers[task]
+        )
+    gin.clear_config()
+    config.parse_gin_config(
+        ["gin/demo.gin"],
+        [
+            "BATCH_SIZE = 2",
+            "IMAGE_SIZE = (32, 64)",
+            "synth_benchmark.splits = {'teacher': 4, 'transfer': 4, 'val': 2, 'test': 2}",
+            f"TEACHERS = {teachers!r}",
+            "BLOCKWISE_STEPS = 1",
+            "TRAIN_STEPS = 0",
+            "amalgamate.steps_per_epoch = 1",
+            "amalgamate.val_batches = 1",
+            "amalgamate.test_data = None",
+            "amalgamate.stage_end_losses = False",
+        ],
+        search_paths=[REPO_ROOT],
+    )
+    run_dir = tmp_path / "run"
+    report = amalgamate(str(run_dir), tf.distribute.get_strategy())
+    validation = summary_steps(run_dir / "logs" / "validation")
+    for task in ("semseg", "depth"):
+        assert validation[f"block_loss_table/{task}_projection"] == [0, 1, 2, 3, 4]
+        assert f"blockwise_at_stage_end/{task}_projection" not in validation
+        assert len(report["block_losses"][task]) == 5
+    assert report["block_losses_at_stage_end"] == {}
+    assert set(report["branch_points"]) == {"semseg", "depth"}
+    assert "not like for like" not in (run_dir / "amalgamation_report.md").read_text()
