@@ -74,23 +74,22 @@ def dataset_fingerprint(dataset: tf.data.Dataset, max_batches: int | None = None
 
 def scores(
     model_path: str,
-    dataset: tf.data.Dataset,
+    data_fingerprint: str,
     settings: Mapping[str, Any],
     compute: Callable[[], Mapping[str, float]],
-    max_batches: int | None = None,
     root: str | None = None,
 ) -> tuple[dict[str, float], bool]:
-    """The scores of the model in ``model_path`` on ``dataset``: read from the cache
-    when it holds this model, these batches and these settings, else ``compute()``d
-    and written.
+    """The scores of the model in ``model_path`` on the batches ``data_fingerprint``
+    names: read from the cache when it holds this model, these batches and these
+    settings, else ``compute()``d and written.
 
     Args:
         model_path: The model file (or SavedModel folder) the scores are of.
-        dataset: The batched split ``compute`` evaluates (fingerprinted here).
+        data_fingerprint: :func:`dataset_fingerprint` of the batches ``compute``
+            evaluates (computed once by a caller that scores several models on them).
         settings: Everything else the scores depend on (tasks, depth range, ...):
             JSON-serialisable.
         compute: Evaluates the model; called only on a miss.
-        max_batches: The batches ``compute`` reads (None: all).
         root: The cache root (default :func:`default_cache_root`).
 
     Returns:
@@ -100,8 +99,7 @@ def scores(
         "format": FORMAT_VERSION,
         "metrics_code": _metrics_code(),
         "model": path_sha256(model_path),
-        "data": dataset_fingerprint(dataset, max_batches),
-        "max_batches": max_batches,
+        "data": data_fingerprint,
         "settings": json.loads(json.dumps(dict(settings), sort_keys=True)),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]

@@ -32,6 +32,11 @@ def dataset(labels=LABELS):
     return tf.data.Dataset.from_tensor_slices({"image": IMAGES, "semseg": labels}).batch(2)
 
 
+def batches(labels=LABELS, max_batches=None):
+    """The fingerprint a caller passes for the batches it scores."""
+    return score_cache.dataset_fingerprint(dataset(labels), max_batches)
+
+
 class Counter:
     def __init__(self, model, data):
         self.calls = 0
@@ -45,10 +50,10 @@ class Counter:
 def test_scores_are_computed_once_then_read(teacher, tmp_path):
     model, path = teacher
     compute = Counter(model, dataset())
-    first, read = score_cache.scores(path, dataset(), {"tasks": ["semseg"]}, compute, root=tmp_path)
+    first, read = score_cache.scores(path, batches(), {"tasks": ["semseg"]}, compute, root=tmp_path)
     assert not read and compute.calls == 1
     assert first == pytest.approx(evaluate_model(model, dataset(), progress=False))
-    again, read = score_cache.scores(path, dataset(), {"tasks": ["semseg"]}, compute, root=tmp_path)
+    again, read = score_cache.scores(path, batches(), {"tasks": ["semseg"]}, compute, root=tmp_path)
     assert read and compute.calls == 1 and again == first
 
 
@@ -56,34 +61,34 @@ def test_another_split_file_setting_or_metric_code_is_a_miss(teacher, tmp_path, 
     model, path = teacher
     compute = Counter(model, dataset())
     settings = {"tasks": ["semseg"]}
-    score_cache.scores(path, dataset(), settings, compute, root=tmp_path)
+    score_cache.scores(path, batches(), settings, compute, root=tmp_path)
     relabelled = LABELS.copy()
     relabelled[0, 0, 0] = (relabelled[0, 0, 0] + 1) % 4  # one pixel's label
     other = Counter(model, dataset(relabelled))
-    _, read = score_cache.scores(path, dataset(relabelled), settings, other, root=tmp_path)
+    _, read = score_cache.scores(path, batches(relabelled), settings, other, root=tmp_path)
     assert not read and other.calls == 1
     copy = tmp_path / "copy.keras"
     copy.write_bytes(open(path, "rb").read() + b"\0")  # another file's bytes
-    _, read = score_cache.scores(str(copy), dataset(), settings, compute, root=tmp_path)
+    _, read = score_cache.scores(str(copy), batches(), settings, compute, root=tmp_path)
     assert not read
     _, read = score_cache.scores(
-        path, dataset(), {"tasks": ["semseg"], "max_depth": 9.0}, compute, root=tmp_path
+        path, batches(), {"tasks": ["semseg"], "max_depth": 9.0}, compute, root=tmp_path
     )
     assert not read
-    _, read = score_cache.scores(path, dataset(), settings, compute, max_batches=1, root=tmp_path)
+    _, read = score_cache.scores(path, batches(max_batches=1), settings, compute, root=tmp_path)
     assert not read
     monkeypatch.setattr(score_cache, "_metrics_code", lambda: "a changed metric")
-    _, read = score_cache.scores(path, dataset(), settings, compute, root=tmp_path)
+    _, read = score_cache.scores(path, batches(), settings, compute, root=tmp_path)
     assert not read
 
 
 def test_an_unreadable_entry_is_recomputed(teacher, tmp_path):
     model, path = teacher
     compute = Counter(model, dataset())
-    first, _ = score_cache.scores(path, dataset(), {}, compute, root=tmp_path)
+    first, _ = score_cache.scores(path, batches(), {}, compute, root=tmp_path)
     (entry,) = [name for name in os.listdir(tmp_path) if name.endswith(".json")]
     (tmp_path / entry).write_text("{not json")
-    again, read = score_cache.scores(path, dataset(), {}, compute, root=tmp_path)
+    again, read = score_cache.scores(path, batches(), {}, compute, root=tmp_path)
     assert not read and compute.calls == 2 and again == first
     assert json.loads((tmp_path / entry).read_text())["scores"] == first
 

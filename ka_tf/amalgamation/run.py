@@ -888,15 +888,15 @@ def _evaluate(
     rows = {"student": evaluate_model(student, dataset, tasks=labelled, max_batches=max_batches)}
     teacher_scores, cached = {}, []
     settings = {"evaluate_model": gin.get_bindings("evaluate_model")}
+    batches = score_cache.dataset_fingerprint(dataset, max_batches)  # once for all teachers
     for task in labelled:
         scores, read = score_cache.scores(
             teacher_paths[task],
-            dataset,
+            batches,
             {**settings, "tasks": [task]},
             lambda task=task: evaluate_model(
                 teachers[task], dataset, tasks=[task], max_batches=max_batches
             ),
-            max_batches=max_batches,
         )
         if read:
             cached.append(task)

@@ -143,11 +143,11 @@ def _test_split():
     # What amalgamate will use: the recipe's binding, else the function's own default.
     defaults = inspect.signature(inspect.unwrap(amalgamate)).parameters
     bound = gin.get_bindings("amalgamate")
-    views = tuple(
-        bound.get(name, defaults[name].default)
-        for name in ("target_scales", "flip_average_targets")
-    )
-    views = (tuple(views[0]), bool(views[1]))
+
+    def setting(name):
+        return bound.get(name, defaults[name].default)
+
+    views = (tuple(setting("target_scales")), bool(setting("flip_average_targets")))
     return dataset, max_depth, views
 
 

@@ -14,15 +14,21 @@ from ka_tf.models import SegNet
 from tests.helpers import REPO_ROOT, summary_steps
 
 
-@pytest.mark.slow  # ~2 minutes: every phase is traced twice
-def test_resume_after_block_two(tmp_path, monkeypatch):
-    monkeypatch.setenv("KA_TF_CACHE", str(tmp_path / "cache"))
+def _save_teachers(tmp_path) -> dict[str, str]:
+    """Two fresh 1/16-width SegNet teachers saved under ``tmp_path``: task → file."""
     teachers = {}
     for task in ("semseg", "depth"):
         teachers[task] = str(tmp_path / f"{task}.keras")
         SegNet(task, num_classes=19 if task == "semseg" else None, width_multiplier=1 / 16).save(
             teachers[task]
         )
+    return teachers
+
+
+@pytest.mark.slow  # ~2 minutes: every phase is traced twice
+def test_resume_after_block_two(tmp_path, monkeypatch):
+    monkeypatch.setenv("KA_TF_CACHE", str(tmp_path / "cache"))
+    teachers = _save_teachers(tmp_path)
     bindings = [
         "BATCH_SIZE = 2",
         "IMAGE_SIZE = (32, 64)",
@@ -77,12 +83,7 @@ def test_without_stage_end_losses_the_choice_reads_the_like_for_like_table(tmp_p
     """amalgamate.stage_end_losses = False (the street recipes, for time): one validation
     pass per block instead of two, and the branch choice is made as before."""
     monkeypatch.setenv("KA_TF_CACHE", str(tmp_path / "cache"))
-    teachers = {}
-    for task in ("semseg", "depth"):
-        teachers[task] = str(tmp_path / f"{task}.keras")
-        SegNet(task, num_classes=19 if task == "semseg" else None, width_multiplier=1 / 16).save(
-            teachers[task]
-        )
+    teachers = _save_teachers(tmp_path)
     gin.clear_config()
     config.parse_gin_config(
         ["gin/demo.gin"],
