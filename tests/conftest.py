@@ -1,16 +1,21 @@
 """Test session set-up: two logical CPU devices (for MirroredStrategy tests) and markers."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Recipes that cache teacher targets (gin/street_zoo.gin) and every amalgamation run's
 # teacher scores write them here, not into the user's ~/.cache, in this process and
-# every tool it runs.
+# every tool it runs. The process that makes a folder (pytest's controller; xdist
+# workers inherit its environment) deletes it when the session ends.
 if "KA_TF_TARGET_CACHE" not in os.environ:
     os.environ["KA_TF_TARGET_CACHE"] = tempfile.mkdtemp(prefix="ka_tf_test_targets_")
+    atexit.register(shutil.rmtree, os.environ["KA_TF_TARGET_CACHE"], ignore_errors=True)
 if "KA_TF_SCORE_CACHE" not in os.environ:
     os.environ["KA_TF_SCORE_CACHE"] = tempfile.mkdtemp(prefix="ka_tf_test_scores_")
+    atexit.register(shutil.rmtree, os.environ["KA_TF_SCORE_CACHE"], ignore_errors=True)
 
 import pytest
 import tensorflow as tf
