@@ -35,6 +35,56 @@ def test_hard_ce_uses_teacher_argmax():
     assert float(build_loss("semseg", "hard_ce")(teacher, student)) == pytest.approx(math.log(2))
 
 
+def test_balanced_class_weights_are_median_frequency_to_a_power_at_unit_mean():
+    from ka_tf.losses.semseg_losses import balanced_class_weights
+
+    counts = np.array([600.0, 300.0, 100.0, 0.0])  # shares 0.6, 0.3, 0.1; class 3 never seen
+    assert balanced_class_weights(counts, 0.0) == pytest.approx([1.0, 1.0, 1.0, 0.0])
+    full = balanced_class_weights(counts, 1.0)
+    # Median-frequency: w_c proportional to median/f_c = 0.3/f_c, scaled so sum f_c w_c = 1.
+    raw = np.array([0.5, 1.0, 3.0])
+    assert full[:3] == pytest.approx(raw / np.dot([0.6, 0.3, 0.1], raw), rel=1e-6)
+    assert full[3] == 0.0
+    half = balanced_class_weights(counts, 0.5)
+    assert half[2] / half[0] == pytest.approx(math.sqrt(6.0), rel=1e-6)
+    assert float(np.dot([0.6, 0.3, 0.1, 0.0], half)) == pytest.approx(1.0, rel=1e-6)
+    with pytest.raises(ConfigError, match=r"class_balance must be >= 0.*-1"):
+        balanced_class_weights(counts, -1.0)
+    with pytest.raises(ConfigError, match=r"non-negative \[C\] vector"):
+        balanced_class_weights([0.0, 0.0], 1.0)
+
+
+def test_class_balanced_hard_ce_weights_each_pixel_by_its_target_class():
+    weights = [0.5, 2.0, 1.0]
+    loss = build_loss("semseg", "hard_ce", class_weights=weights)
+    logits = np.zeros((1, 1, 4, 3), "float32")
+    logits[0, 0, 0] = [3.0, 0.0, 0.0]
+    targets = np.array([[[0, 1, 2, 255]]], "uint8")  # the padded pixel is left out
+    ce = [-math.log(math.exp(3) / (math.exp(3) + 2)), math.log(3), math.log(3)]
+    expected = (0.5 * ce[0] + 2.0 * ce[1] + 1.0 * ce[2]) / 3
+    assert float(loss(targets, logits)) == pytest.approx(expected, rel=1e-5)
+    # The teacher's logits give the same targets through their argmax.
+    teacher = np.eye(3, dtype="float32")[[0, 1, 2]][None, None] * 5.0
+    assert float(loss(teacher, logits[:, :, :3])) == pytest.approx(expected, rel=1e-5)
+    # Reloaded from its config, it keeps the weights.
+    reloaded = type(loss).from_config(loss.get_config())
+    assert float(reloaded(targets, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_class_balance_without_measured_weights_is_an_error_not_unweighted():
+    loss = build_loss("semseg", "hard_ce", class_balance=0.5)
+    targets = np.array([[[0, 1]]], "uint8")
+    logits = np.zeros((1, 1, 2, 2), "float32")
+    with pytest.raises(ConfigError, match=r"class_balance=0.5 but no class weights.*cache_targets"):
+        loss(targets, logits)
+    weights = loss.set_class_frequencies([3.0, 1.0])
+    assert weights[1] / weights[0] == pytest.approx(math.sqrt(3.0), rel=1e-6)  # power 0.5
+    assert 0.75 * weights[0] + 0.25 * weights[1] == pytest.approx(1.0, rel=1e-6)
+    assert float(loss(targets, logits)) == pytest.approx(math.log(2) * sum(weights) / 2, rel=1e-5)
+    with pytest.raises(ConfigError, match=r"class_balance must be >= 0"):
+        build_loss("semseg", "hard_ce", class_balance=-0.5)
+
+
 def test_depth_losses_skip_invalid_pixels():
     target = np.array([[[2.0, 0.0, 4.0]]], "float32")
     pred = np.array([[[1.0, 9.0, 4.0]]], "float32")

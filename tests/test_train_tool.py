@@ -255,25 +255,46 @@ def test_cached_targets_are_computed_once_and_reused_by_the_next_run(
         "amalgamate.cache_targets = True",
         "transfer/augment_element.scale_range = (1.0, 1.0)",  # cached targets: no zoom
     )
-    records = []
-    for name in ("first", "second"):
+    # The second run also weights the scene-parsing classes by the cached targets'
+    # frequencies (the same classes form, so it still reads the first run's cache).
+    balance = (
+        "finetune/distillation_losses.loss_options = {'semseg.hard_ce': {'class_balance': 1.0}}"
+    )
+    records, reports = [], []
+    for name, extra in (("first", ()), ("second", (balance,))):
         result = _train(
             tmp_path / name,
             teachers,
             *bindings,
+            *extra,
             data_dir=image_folder,
             env={"KA_TF_TARGET_CACHE": str(tmp_path / "targets")},
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads((tmp_path / name / "amalgamation_report.json").read_text())
-        records.append(report["target_cache"])
+        reports.append(json.loads((tmp_path / name / "amalgamation_report.json").read_text()))
+        records.append(reports[-1]["target_cache"])
         assert (tmp_path / name / "student.keras").exists()
     assert records[0]["computed"] == ["semseg", "depth"] and records[1]["computed"] == []
+    assert "class_weights" not in reports[0]
+    weights = np.array(reports[1]["class_weights"]["semseg"])
+    assert weights.shape == (19,) and weights.max() > 0
+    assert "semseg: class weights (balance 1)" in result.stdout
     assert records[0]["folders"] == records[1]["folders"]
     assert records[0]["images"] == 4 and records[0]["forms"] == {
         "semseg": "classes",
         "depth": "map",
     }
+
+
+def test_class_balance_without_cached_targets_is_a_one_line_error(tmp_path, teachers, image_folder):
+    result = _train(
+        tmp_path / "run",
+        teachers,
+        "finetune/distillation_losses.loss_options = {'semseg.hard_ce': {'class_balance': 0.5}}",
+        data_dir=image_folder,
+    )
+    assert_one_line_error(result, "class_balance", "amalgamate.cache_targets = True")
+    assert not (tmp_path / "run" / "config.gin").exists()
 
 
 @pytest.mark.slow

@@ -51,6 +51,7 @@ from ka_tf.amalgamation.student_builder import (
     assemble_student,
     build_blockwise_student,
     check_teacher,
+    num_classes_of,
     student_param_counter,
 )
 from ka_tf.amalgamation.target_cache import (
@@ -192,6 +193,8 @@ class AmalgamationState:
         target_cache: The fine-tuning targets' cache (folder per task, images, storage
             forms, the tasks computed rather than read),
             when ``cache_targets`` is on.
+        class_weights: Task → the class weights of its fine-tuning loss, measured from
+            the teacher's cached targets (``class_balance``; none when unbalanced).
     """
 
     path: str
@@ -201,6 +204,7 @@ class AmalgamationState:
     branch_points: dict[str, int] | None = None
     wall_time_s: dict[str, float] = dataclasses.field(default_factory=dict)
     target_cache: dict[str, Any] | None = None
+    class_weights: dict[str, list[float]] | None = None
 
     @classmethod
     def load(cls, model_dir: str) -> AmalgamationState:
@@ -531,6 +535,7 @@ def _set_up(
             blockwise_losses = distillation_losses(tasks)
         with gin.config_scope("finetune"):
             finetune_losses = distillation_losses(tasks)
+    _check_class_balance(blockwise_losses, finetune_losses, cache_targets)
     with strategy.scope():
         blockwise, coders = None, {}
         if student_family == "target_net":
@@ -694,29 +699,30 @@ def _finetune_phase(
                 )
         else:
             student = assemble_student(run.blockwise, run.coders, run.teachers, branch_points)
-        finetuner = run.compiled(
-            Amalgamator(
-                student,
-                run.teachers,
-                run.finetune_losses,
-                flip_average_targets=run.flip_average_targets,
-                target_scales=run.target_scales,
-                tap_adaptors=adaptors,
-                tap_weight=run.tap_weight,
-            ),
-            steps,
-            "finetune",
+        finetuner = Amalgamator(
+            student,
+            run.teachers,
+            run.finetune_losses,
+            flip_average_targets=run.flip_average_targets,
+            target_scales=run.target_scales,
+            tap_adaptors=adaptors,
+            tap_weight=run.tap_weight,
         )
+    train_data = run.train_data
+    # A class-balanced loss needs its weights even untrained: compiling runs it once.
+    if run.cache_targets and (steps > 0 or _balanced(run.finetune_losses)):
+        started = time.time()
+        cache = _target_cache(run, finetuner)
+        state.wall_time_s.setdefault("target_cache", time.time() - started)
+        if state.target_cache is None:  # the first attempt's record survives resumes
+            state.target_cache = cache.record()
+        train_data = functools.partial(run.train_data, teacher_targets=cache)
+        # Before the losses first run (compiling prepares the finetuner on a batch).
+        state.class_weights = _balance_classes(run, cache) or None
+        state.save()
+    with run.strategy.scope():
+        finetuner = run.compiled(finetuner, steps, "finetune")
     if steps > 0:
-        train_data = run.train_data
-        if run.cache_targets:
-            started = time.time()
-            cache = _target_cache(run, finetuner)
-            state.wall_time_s.setdefault("target_cache", time.time() - started)
-            if state.target_cache is None:  # the first attempt's record survives resumes
-                state.target_cache = cache.record()
-            state.save()
-            train_data = functools.partial(run.train_data, teacher_targets=cache)
         print(f"\n== Fine-tuning the student (branch points {dict(branch_points)}) ==", flush=True)
         started = time.time()
         checkpoint = TrainingCheckpoint(
@@ -736,6 +742,48 @@ def _finetune_phase(
         state.wall_time_s.setdefault("finetune", time.time() - started)
         state.save()
     return student
+
+
+def _balanced(losses: Mapping[str, keras.losses.Loss]) -> list[str]:
+    """The tasks whose loss weights its classes by the targets' frequencies."""
+    return [task for task, loss in losses.items() if getattr(loss, "class_balance", 0.0) > 0]
+
+
+def _check_class_balance(
+    blockwise_losses: Mapping[str, keras.losses.Loss],
+    finetune_losses: Mapping[str, keras.losses.Loss],
+    cache_targets: bool,
+) -> None:
+    """Refuses class balancing where no cached targets can measure the frequencies,
+    before anything is trained."""
+    if _balanced(blockwise_losses):
+        raise ConfigError(
+            f"class_balance in the block-wise phase's {_balanced(blockwise_losses)} loss: "
+            f"the class frequencies come from the fine-tuning phase's teacher-target "
+            f"cache. Bind it under finetune/distillation_losses.loss_options only."
+        )
+    if _balanced(finetune_losses) and not cache_targets:
+        raise ConfigError(
+            f"class_balance in the fine-tuning {_balanced(finetune_losses)} loss measures "
+            f"the teachers' class frequencies from the teacher-target cache: set "
+            f"amalgamate.cache_targets = True, or class_balance = 0."
+        )
+
+
+def _balance_classes(run: _Run, cache: TargetCache) -> dict[str, list[float]]:
+    """Sets each class-balanced fine-tuning loss's weights from its teacher's class
+    frequencies over the cached transfer split; returns ``task → weights``."""
+    weights = {}
+    for task in _balanced(run.finetune_losses):
+        loss = run.finetune_losses[task]
+        counts = cache.class_frequencies(task, num_classes_of(run.teachers))
+        weights[task] = loss.set_class_frequencies(counts)
+        print(
+            f"{task}: class weights (balance {loss.class_balance:g}) from the teacher's "
+            f"{int(counts.sum())} target pixels: " + " ".join(f"{w:.2f}" for w in weights[task]),
+            flush=True,
+        )
+    return weights
 
 
 def _target_cache(run: _Run, finetuner: Amalgamator) -> TargetCache:
@@ -796,6 +844,7 @@ def _report(
         },
         "wall_time_s": state.wall_time_s,
         **({"target_cache": state.target_cache} if state.target_cache else {}),
+        **({"class_weights": state.class_weights} if state.class_weights else {}),
         "distribution": distribution_record(run.strategy, run.train_dataset),
         "metrics": {},
     }

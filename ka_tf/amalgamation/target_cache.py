@@ -137,6 +137,22 @@ class TargetCache:
             "computed": self.computed,  # the rest were read from an earlier run's cache
         }
 
+    def class_frequencies(self, task: str, num_classes: int) -> np.ndarray:
+        """Pixel counts ``[num_classes]`` of each class in ``task``'s cached targets
+        (a ``classes`` form: the teacher's argmax over the whole split)."""
+        if self.forms.get(task) != CLASSES:
+            raise ConfigError(
+                f"the teacher-target cache holds {task} as {self.forms.get(task)!r}, not "
+                f"as classes: class frequencies need a class task whose fine-tuning loss "
+                f"is hard_ce."
+            )
+        array = self._arrays[task]
+        counts = np.zeros(num_classes, np.int64)
+        for start in range(0, array.shape[0], 256):  # memory-mapped: a chunk at a time
+            chunk = np.asarray(array[start : start + 256]).ravel()
+            counts += np.bincount(chunk[chunk < num_classes], minlength=num_classes)
+        return counts
+
     def _rows(self, row: np.ndarray) -> list[np.ndarray]:
         index = int(row)
         if index < 0:

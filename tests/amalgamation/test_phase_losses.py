@@ -47,3 +47,23 @@ def test_losses_are_a_dict_by_task_with_defaults_and_checked_names():
         distillation_losses(("depth",), losses={"edges": "l1"})
     with pytest.raises(ConfigError, match=r"'semseg.kll' names no loss"):
         distillation_losses(("semseg",), loss_options={"semseg.kll": {}})
+
+
+def test_class_balance_is_refused_where_no_cached_targets_measure_it():
+    import pytest
+
+    from ka_tf.amalgamation.run import _check_class_balance
+    from ka_tf.errors import ConfigError
+
+    plain = distillation_losses(("semseg", "depth"), losses={"semseg": "hard_ce"})
+    balanced = distillation_losses(
+        ("semseg", "depth"),
+        losses={"semseg": "hard_ce"},
+        loss_options={"semseg.hard_ce": {"class_balance": 0.5}},
+    )
+    _check_class_balance(plain, balanced, cache_targets=True)  # the supported place
+    _check_class_balance(plain, plain, cache_targets=False)
+    with pytest.raises(ConfigError, match=r"block-wise phase's \['semseg'\].*finetune/"):
+        _check_class_balance(balanced, plain, cache_targets=True)
+    with pytest.raises(ConfigError, match=r"cache_targets = True, or class_balance = 0"):
+        _check_class_balance(plain, balanced, cache_targets=False)

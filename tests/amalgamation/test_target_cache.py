@@ -252,3 +252,14 @@ def test_blockwise_mode_refuses_cached_targets(finetuner):
             finetuner.cached_targets(data)
     finally:
         finetuner.mode = "finetune"
+
+
+def test_class_frequencies_count_the_cached_teacher_classes(finetuner, tmp_path):
+    """What a class-balanced loss is weighted by: the teacher's argmax over the split."""
+    cache = prepare(finetuner, tmp_path)
+    live = live_outputs(finetuner, IMAGES)["semseg"]
+    expected = np.bincount(np.argmax(np.asarray(live), axis=-1).ravel(), minlength=4)
+    np.testing.assert_array_equal(cache.class_frequencies("semseg", 4), expected)
+    assert cache.class_frequencies("semseg", 4).sum() == IMAGES.shape[0] * 32 * 64
+    with pytest.raises(ConfigError, match="holds depth as 'map', not as classes"):
+        cache.class_frequencies("depth", 4)
