@@ -184,7 +184,8 @@ def evaluate_model(
     progress: bool = True,
     min_depth: float = DEFAULT_MIN_DEPTH,
     max_depth: float | None = None,
-) -> dict[str, float]:
+    per_class: bool = False,
+) -> dict[str, Any]:
     """Streams a batched dataset through ``model`` and returns the dataset-level metrics.
 
     Args:
@@ -199,9 +200,14 @@ def evaluate_model(
             are gin-bindable (``evaluate_model.max_depth``): a dataset's gin file binds
             its valid depth range, as the standard protocols cap predictions (e.g. at
             10 m on NYUv2); an explicit argument wins.
+        per_class: Also return, for each task that predicts classes,
+            ``"<task>/per_class"``: ``{"iou", "share", "predicted_share"}``, ``[C]``
+            lists (:func:`ka_tf.metrics.semseg.class_scores`; IoU NaN for a class
+            neither labelled nor predicted).
 
     Returns:
-        The :func:`ka_tf.metrics.compute_metrics` keys of the evaluated tasks.
+        The :func:`ka_tf.metrics.compute_metrics` keys of the evaluated tasks (floats),
+        plus the per-class lists when asked.
 
     Raises:
         DataError: the dataset has no labels for any requested/model task, is not
@@ -209,6 +215,20 @@ def evaluate_model(
         ModelFileError: the model's outputs break the contract.
         ConfigError: ``tasks`` names a task the model does not output.
     """
+    metrics = _stream_metrics(
+        model, dataset, num_classes, tasks, max_batches, progress, min_depth, max_depth
+    )
+    results: dict[str, Any] = metrics.result()
+    if per_class:
+        for task, scores in metrics.class_scores().items():
+            results[f"{task}/per_class"] = {key: value.tolist() for key, value in scores.items()}
+    return results
+
+
+def _stream_metrics(
+    model, dataset, num_classes, tasks, max_batches, progress, min_depth, max_depth
+) -> DenseMetrics:
+    """The statistics :func:`evaluate_model` reads its metrics from."""
     from tqdm import tqdm
 
     keys = _dataset_keys(dataset)
@@ -244,7 +264,7 @@ def evaluate_model(
             bar.update(1)
     if metrics is None:
         raise DataError("the dataset yielded no batch: it (or its split) is empty.")
-    return metrics.result()
+    return metrics
 
 
 def teacher_labelled(

@@ -16,6 +16,9 @@ from ka_tf.constants import IGNORE_LABEL
 
 IGNORE_COLOR = (0, 0, 0)
 
+#: The tools' ``--class_names`` choices (:func:`class_names_and_palette`).
+CLASS_NAME_SETS = ("auto", "cityscapes", "nyu13", "none")
+
 # A perceptually ordered colour map (viridis-like), 9 anchors interpolated to 256.
 _MAP_ANCHORS = np.array(
     [
@@ -175,3 +178,31 @@ def save_png(path: str, image: np.ndarray) -> None:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def class_names_and_palette(choice: str, num_classes: int) -> tuple[list[str], np.ndarray]:
+    """Class names and palette for ``num_classes`` under ``--class_names=choice``
+    (one of :data:`CLASS_NAME_SETS`; ``auto``: 19 classes are Cityscapes', 13 NYUv2's,
+    others numbered).
+
+    Raises:
+        ConfigError: if a named set does not have ``num_classes`` classes.
+    """
+    from ka_tf import constants
+    from ka_tf.errors import ConfigError
+
+    sets = {
+        "cityscapes": (constants.CITYSCAPES_CLASSES, constants.CITYSCAPES_PALETTE),
+        "nyu13": (constants.NYU13_CLASSES, constants.NYU13_PALETTE),
+    }
+    if choice == "auto":
+        choice = {19: "cityscapes", 13: "nyu13"}.get(num_classes, "none")
+    if choice == "none":
+        return [f"class {i}" for i in range(num_classes)], default_palette(num_classes)
+    names, palette = sets[choice]
+    if len(names) != num_classes:
+        raise ConfigError(
+            f"--class_names={choice} has {len(names)} classes but the model predicts "
+            f"{num_classes}. Use --class_names=none or auto."
+        )
+    return list(names), palette

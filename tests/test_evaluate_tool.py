@@ -92,6 +92,43 @@ def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path, depth_cap):
     assert not [name for name in os.listdir(output.parent) if name != "report.json"]
 
 
+def test_per_class_lists_each_class_iou_and_shares(fixture_dir, tmp_path):
+    output = tmp_path / "report.json"
+    result = run_tool(
+        str(fixture_dir / "launch.py"),
+        f"--model={fixture_dir / 'tiny.keras'}",
+        "--dataset=tiny_npz",
+        f"--data_dir={fixture_dir}",
+        "--split=test",
+        "--per_class",
+        "--noprogress",
+        f"--output={output}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    from ka_tf.metrics.semseg import confusion_matrix
+
+    model = keras.saving.load_model(fixture_dir / "tiny.keras")
+    arrays = tiny_arrays(n=5)
+    matrix = confusion_matrix(
+        predict_dense(model, arrays["image"])["semseg"], arrays["semseg"], NUM_CLASSES
+    ).astype(float)
+    share = matrix.sum(axis=1) / matrix.sum()
+    report = json.loads(output.read_text())
+    rows = report["semseg/per_class"]
+    assert list(rows) == [f"class {i}" for i in np.argsort(-share, kind="stable")]  # 3 classes
+    for i in range(NUM_CLASSES):
+        row = rows[f"class {i}"]
+        union = matrix[i].sum() + matrix[:, i].sum() - matrix[i, i]
+        assert row["pixels"] == pytest.approx(share[i])
+        assert row["predicted"] == pytest.approx(matrix[:, i].sum() / matrix.sum())
+        if union:
+            assert row["IoU"] == pytest.approx(matrix[i, i] / union)
+    # The per-class IoUs of the classes that occur average to the reported mIoU.
+    ious = [row["IoU"] for row in rows.values() if "IoU" in row]
+    assert np.mean(ious) == pytest.approx(report["semseg/miou"])
+    assert any(line.startswith("class ") and "IoU" in line for line in result.stdout.splitlines())
+
+
 @pytest.mark.parametrize(
     "args, fragments",
     [
@@ -101,6 +138,7 @@ def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path, depth_cap):
         (["--split=unlabelled"], ["no labels for any of model", "['semseg', 'depth']"]),
         (["--multi_view_scales=1.5,1"], ["--multi_view_scales=1.5,1", "1,1.25,1.5"]),
         (["--multi_view_scales=1,x"], ["--multi_view_scales=1,x", "1 first"]),
+        (["--per_class=true", "--tasks=depth"], ["--per_class", "predict no classes"]),
     ],
 )
 def test_tool_bad_input_is_one_line(fixture_dir, args, fragments):

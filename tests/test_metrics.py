@@ -343,3 +343,16 @@ def test_format_table_and_markdown():
     assert markdown[0] == "| model | semseg/miou ↑ | depth/rmse ↓ | params |"
     assert markdown[1] == "| --- | ---: | ---: | ---: |"
     assert markdown[3] == "| student-long-name | 0.5500 | - | 1234.0000 |"
+
+
+def test_class_scores_per_class_iou_and_shares():
+    from ka_tf.metrics.semseg import class_scores, metrics_from_confusion
+
+    # rows: target class, columns: predicted; class 2 neither occurs nor is predicted.
+    matrix = np.array([[6, 2, 0], [1, 1, 0], [0, 0, 0]])
+    scores = class_scores(matrix)
+    np.testing.assert_allclose(scores["iou"][:2], [6 / 9, 1 / 4])
+    assert np.isnan(scores["iou"][2])
+    np.testing.assert_allclose(scores["share"], [0.8, 0.2, 0.0])
+    np.testing.assert_allclose(scores["predicted_share"], [0.7, 0.3, 0.0])
+    assert np.nanmean(scores["iou"]) == pytest.approx(metrics_from_confusion(matrix)["semseg/miou"])

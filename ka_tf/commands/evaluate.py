@@ -8,6 +8,13 @@ Prints a table of the metrics of every task the model outputs and the dataset
 has labels for (semseg/miou, depth/rmse, normals/mean_angle, ...; fractions in
 [0, 1], angles in degrees, depths in metres) and writes the same keys as JSON.
 Conventions: see ``ka_tf.metrics.compute_metrics``.
+
+``--per_class`` adds the scene-parsing classes one by one (IoU, share of the
+labelled pixels, share of the predicted pixels; most frequent first), where a
+mean IoU hides which classes a model gets and which it never predicts:
+
+    python tools/evaluate.py --model=student.keras --dataset=synth_street \
+        --data_dir=~/.cache/ka_tf/synth/128x256_seed0 --split=val --per_class
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import os
 from absl import flags
 
 from ka_tf import cli, config
+from ka_tf.visualize import CLASS_NAME_SETS
 
 flags.DEFINE_string("model", None, "The .keras model file to evaluate (required).")
 flags.DEFINE_string(
@@ -61,6 +69,19 @@ flags.DEFINE_list(
     "these scales (1 first; sides rounded to a multiple of 32) and each one's mirror, "
     "every output mapped back (what amalgamate.target_scales makes a teacher's "
     "fine-tuning targets), e.g. 1,1.25,1.5. Default: the model's single pass.",
+)
+flags.DEFINE_bool(
+    "per_class",
+    False,
+    "Also print each scene-parsing class's IoU and its shares of the labelled and the "
+    "predicted pixels, and write them to --output under 'semseg/per_class'.",
+)
+flags.DEFINE_enum(
+    "class_names",
+    "auto",
+    CLASS_NAME_SETS,
+    "Class names of --per_class: cityscapes (19 classes), nyu13 (13), none (numbered), "
+    "or auto: inferred from the class count (19 -> cityscapes, 13 -> nyu13, else none).",
 )
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 config.define_gin_flags()
@@ -116,19 +137,59 @@ def main(argv: list[str]) -> int:
             num_classes=FLAGS.num_classes,
             tasks=FLAGS.tasks,
             progress=FLAGS.progress,
+            per_class=FLAGS.per_class,
             **depth_range,
         )
     except ModelFileError as error:  # the checks name the Keras model; say which file it is
         raise ModelFileError(f"--model={model_path}: {error}") from None
     name = os.path.basename(model_path)
     for task in task_names():  # one table per task keeps each one narrow enough to read
-        columns = [key for key in results if key.startswith(f"{task}/")]
+        columns = [key for key in results if key.startswith(f"{task}/") and key != _per(task)]
         if columns:
             print(format_table({name: results}, metrics=columns), end="\n\n")
+    if FLAGS.per_class:
+        for task, rows in _per_class(results, model_path).items():
+            print(format_table(rows, digits=3, first_column="class"), end="\n\n")
+            results[_per(task)] = rows
     if FLAGS.output:
         io_utils.atomic_write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
     return 0
+
+
+def _per(task: str) -> str:
+    return f"{task}/per_class"
+
+
+def _per_class(results: dict, model_path: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Task → class name → its IoU and pixel shares, most frequent class first."""
+    import numpy as np
+
+    from ka_tf.errors import ConfigError
+    from ka_tf.tasks import task_names
+    from ka_tf.visualize import class_names_and_palette
+
+    scores = {
+        task: {key: np.asarray(value, dtype=float) for key, value in results[_per(task)].items()}
+        for task in task_names()
+        if _per(task) in results
+    }
+    if not scores:
+        raise ConfigError(
+            f"--per_class: the evaluated tasks of --model={model_path} predict no classes. "
+            f"Drop --per_class, or evaluate a scene-parsing model."
+        )
+    tables = {}
+    for task, score in scores.items():
+        names, _ = class_names_and_palette(FLAGS.class_names, len(score["iou"]))
+        rows = {}
+        for index in np.argsort(-score["share"], kind="stable"):
+            row = {"IoU": float(score["iou"][index])} if np.isfinite(score["iou"][index]) else {}
+            row["pixels"] = float(score["share"][index])
+            row["predicted"] = float(score["predicted_share"][index])
+            rows[names[index]] = row
+        tables[task] = rows
+    return tables
 
 
 def run() -> None:

@@ -28,8 +28,7 @@ import os
 from absl import flags
 
 from ka_tf import cli
-
-CLASS_NAME_SETS = ("auto", "cityscapes", "nyu13", "none")
+from ka_tf.visualize import CLASS_NAME_SETS, class_names_and_palette
 
 flags.DEFINE_string(
     "model", None, "A .keras file, SavedModel directory, .tflite or .onnx file (required)."
@@ -52,32 +51,6 @@ flags.DEFINE_list(
 )
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 FLAGS = flags.FLAGS
-
-
-def class_names_and_palette(choice: str, num_classes: int):
-    """Class names and palette for ``num_classes`` under ``--class_names=choice``.
-
-    Raises:
-        ConfigError: if a named set does not have ``num_classes`` classes.
-    """
-    from ka_tf import constants, visualize
-    from ka_tf.errors import ConfigError
-
-    sets = {
-        "cityscapes": (constants.CITYSCAPES_CLASSES, constants.CITYSCAPES_PALETTE),
-        "nyu13": (constants.NYU13_CLASSES, constants.NYU13_PALETTE),
-    }
-    if choice == "auto":
-        choice = {19: "cityscapes", 13: "nyu13"}.get(num_classes, "none")
-    if choice == "none":
-        return [f"class {i}" for i in range(num_classes)], visualize.default_palette(num_classes)
-    names, palette = sets[choice]
-    if len(names) != num_classes:
-        raise ConfigError(
-            f"--class_names={choice} has {len(names)} classes but the model predicts "
-            f"{num_classes}. Use --class_names=none or auto."
-        )
-    return list(names), palette
 
 
 def _column(image, extra=None):

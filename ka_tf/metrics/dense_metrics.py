@@ -133,6 +133,15 @@ class DenseMetrics:
             merged.update(accumulator.result())
         return {name: float(merged[name]) for name in metric_names() if name in merged}
 
+    def class_scores(self) -> dict[str, dict[str, np.ndarray]]:
+        """Task → per-class scores, for each evaluated task that predicts classes
+        (:func:`ka_tf.metrics.semseg.class_scores`)."""
+        return {
+            task: accumulator.class_scores()
+            for task, accumulator in self._accumulators.items()
+            if hasattr(accumulator, "class_scores")
+        }
+
     def reset(self) -> None:
         """Forgets every batch (tasks given to the constructor are kept)."""
         self.num_batches = 0

@@ -146,6 +146,24 @@ def metrics_from_confusion(matrix: np.ndarray) -> dict[str, float]:
     }
 
 
+def class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class scores from a confusion matrix (rows target, columns predicted).
+
+    Returns:
+        ``iou`` (NaN for a class neither present nor predicted: it is left out of the
+        mIoU), ``share`` (the class's fraction of the target pixels) and
+        ``predicted_share`` (its fraction of the predicted pixels), each ``[C]``.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    total = max(matrix.sum(), 1.0)
+    true_positive = np.diag(matrix)
+    target_count, predicted_count = matrix.sum(axis=1), matrix.sum(axis=0)
+    union = target_count + predicted_count - true_positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, true_positive / union, np.nan)
+    return {"iou": iou, "share": target_count / total, "predicted_share": predicted_count / total}
+
+
 class SemsegAccumulator:
     """Streams batches into one confusion matrix and computes the metrics once.
 
@@ -170,6 +188,10 @@ class SemsegAccumulator:
     def result(self) -> dict[str, float]:
         """Returns the metrics over everything seen since the last reset."""
         return metrics_from_confusion(self.matrix)
+
+    def class_scores(self) -> dict[str, np.ndarray]:
+        """Per-class IoU and pixel shares over everything seen (:func:`class_scores`)."""
+        return class_scores(self.matrix)
 
     def reset(self) -> None:
         """Forgets every batch seen so far."""

@@ -41,10 +41,13 @@ def _cell(value: float | None, digits: int) -> str:
 
 
 def _cells(
-    rows: Mapping[str, Mapping[str, float]], metrics: Sequence[str] | None, digits: int
+    rows: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[str] | None,
+    digits: int,
+    first_column: str = "model",
 ) -> tuple[list[str], list[list[str]]]:
     columns = _columns(rows, metrics)
-    header = ["model", *(_header(name) for name in columns)]
+    header = [first_column, *(_header(name) for name in columns)]
     body = [
         [str(model), *(_cell(values.get(name), digits) for name in columns)]
         for model, values in rows.items()
@@ -56,6 +59,7 @@ def format_table(
     rows: Mapping[str, Mapping[str, float]],
     metrics: Sequence[str] | None = None,
     digits: int = 4,
+    first_column: str = "model",
 ) -> str:
     """Formats metrics as a fixed-width text table.
 
@@ -64,6 +68,7 @@ def format_table(
         metrics: Columns in order; default: every key seen, known metrics first in
             report order.
         digits: Decimals shown for numbers.
+        first_column: The header of the row names' column.
 
     Returns:
         The table, one line per model below a header and a rule, no trailing newline.
@@ -75,7 +80,7 @@ def format_table(
         -------  ------------
         teacher        0.5000
     """
-    header, body = _cells(rows, metrics, digits)
+    header, body = _cells(rows, metrics, digits, first_column)
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def render(line: list[str]) -> str:
