@@ -266,6 +266,7 @@ class _Run:
     student_family: str = "target_net"
     tap_weight: float = 0.0
     cache_targets: bool = False
+    finetune_task_weights: dict[str, float] | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -351,6 +352,7 @@ def amalgamate(
     student_family: str = "target_net",
     tap_weight: float = 0.0,
     cache_targets: bool = False,
+    finetune_task_weights: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Amalgamates the teachers into one student and writes it and its report.
 
@@ -412,6 +414,10 @@ def amalgamate(
             ``train_data`` to be ``make_dataset`` and ``tap_weight = 0``. A
             class-predicting task stores its classes for ``hard_ce`` (1 byte a
             pixel), its float16 logits for ``kl`` (2 bytes × classes a pixel).
+        finetune_task_weights: Task → weight of its loss in fine-tuning (default 1).
+            The branches train on their own task's loss alone, and Adam's steps do
+            not depend on a loss's scale, so a weight changes how much each task
+            pulls on the layers the tasks share.
 
     Returns:
         The report dict (also written as ``amalgamation_report.json``/``.md``).
@@ -450,6 +456,7 @@ def amalgamate(
         student_family=student_family,
         tap_weight=tap_weight,
         cache_targets=cache_targets,
+        finetune_task_weights=finetune_task_weights,
     )
     blocks = list(range(len(BRANCH_CANDIDATES))) if blockwise_steps > 0 else []
     _blockwise_phase(run, state, blocks, blockwise_steps)
@@ -510,6 +517,7 @@ def _set_up(
     student_family: str = "target_net",
     tap_weight: float = 0.0,
     cache_targets: bool = False,
+    finetune_task_weights: Mapping[str, float] | None = None,
 ) -> _Run:
     """Loads the teachers, builds the block-wise student and its gates, and the losses.
 
@@ -520,6 +528,7 @@ def _set_up(
         teacher_models, teacher_paths = load_teachers(teachers)
     tasks = tuple(teacher_models)
     target_scales = check_target_scales(target_scales)
+    finetune_task_weights = _check_task_weights(finetune_task_weights, tasks)
     if blockwise_steps > 0:
         check_blockwise_teachers(teacher_models, teacher_paths)
     if cache_targets and tap_weight:
@@ -572,7 +581,28 @@ def _set_up(
         student_family=student_family,
         tap_weight=tap_weight,
         cache_targets=cache_targets,
+        finetune_task_weights=finetune_task_weights,
     )
+
+
+def _check_task_weights(
+    weights: Mapping[str, float] | None, tasks: Sequence[str]
+) -> dict[str, float]:
+    """``weights`` checked against the run's tasks (every task named, 1 by default)."""
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(tasks))
+    if unknown:
+        raise ConfigError(
+            f"amalgamate.finetune_task_weights names tasks this run has no teacher for: "
+            f"{unknown}. Expected some of {list(tasks)}."
+        )
+    for task, weight in weights.items():
+        if not float(weight) > 0:
+            raise ConfigError(
+                f"amalgamate.finetune_task_weights[{task!r}] must be > 0. Received: {weight}. "
+                f"Leave a task out for weight 1."
+            )
+    return {task: float(weights.get(task, 1.0)) for task in tasks}
 
 
 def _blockwise_phase(
@@ -703,6 +733,7 @@ def _finetune_phase(
             student,
             run.teachers,
             run.finetune_losses,
+            task_weights=run.finetune_task_weights,
             flip_average_targets=run.flip_average_targets,
             target_scales=run.target_scales,
             tap_adaptors=adaptors,

@@ -167,3 +167,19 @@ def test_channel_mismatch_is_a_clear_error():
             block=2,
             coders=build_coders(student.candidate_channels(), list(teachers)),
         )
+
+
+def test_task_weights_scale_each_task_term():
+    """What amalgamate.finetune_task_weights sets: a task's terms times its weight."""
+    teachers = make_teachers()
+    images = tf.constant(IMAGES[:2], tf.float32)
+    terms = []
+    for weights in (None, {"semseg": 0.5}):
+        keras.utils.set_random_seed(2)
+        amalgamator = make_amalgamator(teachers, "finetune", eager=True, task_weights=weights)
+        targets = amalgamator.teacher_targets(images)
+        terms.append(amalgamator.loss_terms(images, targets, training=False))
+    assert float(terms[1]["semseg_output"]) == pytest.approx(
+        0.5 * float(terms[0]["semseg_output"]), rel=1e-5
+    )
+    assert float(terms[1]["depth_output"]) == pytest.approx(float(terms[0]["depth_output"]))

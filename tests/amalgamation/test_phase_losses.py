@@ -67,3 +67,18 @@ def test_class_balance_is_refused_where_no_cached_targets_measure_it():
         _check_class_balance(balanced, plain, cache_targets=True)
     with pytest.raises(ConfigError, match=r"cache_targets = True, or class_balance = 0"):
         _check_class_balance(plain, balanced, cache_targets=False)
+
+
+def test_finetune_task_weights_are_checked_against_the_run_s_tasks():
+    import pytest
+
+    from ka_tf.amalgamation.run import _check_task_weights
+    from ka_tf.errors import ConfigError
+
+    tasks = ("semseg", "depth")
+    assert _check_task_weights(None, tasks) == {"semseg": 1.0, "depth": 1.0}
+    assert _check_task_weights({"semseg": 0.5}, tasks) == {"semseg": 0.5, "depth": 1.0}
+    with pytest.raises(ConfigError, match=r"no teacher for: \['normals'\]"):
+        _check_task_weights({"normals": 2.0}, tasks)
+    with pytest.raises(ConfigError, match=r"finetune_task_weights\['depth'\] must be > 0"):
+        _check_task_weights({"depth": 0.0}, tasks)
