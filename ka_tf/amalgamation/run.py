@@ -588,13 +588,17 @@ def _set_up(
 def _check_task_weights(
     weights: Mapping[str, float] | None, tasks: Sequence[str]
 ) -> dict[str, float]:
-    """``weights`` checked against the run's tasks (every task named, 1 by default)."""
+    """``weights`` for the run's tasks (1 by default). A known task this run has no
+    teacher for is ignored, as in :func:`distillation_losses`, so a recipe's weights
+    also serve its single-teacher controls."""
+    from ka_tf.tasks import task_names
+
     weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(tasks))
+    unknown = sorted(set(weights) - set(task_names()))
     if unknown:
         raise ConfigError(
-            f"amalgamate.finetune_task_weights names tasks this run has no teacher for: "
-            f"{unknown}. Expected some of {list(tasks)}."
+            f"amalgamate.finetune_task_weights names unknown tasks {unknown}. Expected some "
+            f"of {list(task_names())}."
         )
     for task, weight in weights.items():
         if not float(weight) > 0:

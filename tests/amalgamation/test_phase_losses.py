@@ -78,7 +78,9 @@ def test_finetune_task_weights_are_checked_against_the_run_s_tasks():
     tasks = ("semseg", "depth")
     assert _check_task_weights(None, tasks) == {"semseg": 1.0, "depth": 1.0}
     assert _check_task_weights({"semseg": 0.5}, tasks) == {"semseg": 0.5, "depth": 1.0}
-    with pytest.raises(ConfigError, match=r"no teacher for: \['normals'\]"):
-        _check_task_weights({"normals": 2.0}, tasks)
+    # A recipe's weights also serve its single-teacher controls.
+    assert _check_task_weights({"semseg": 0.5}, ("depth",)) == {"depth": 1.0}
+    with pytest.raises(ConfigError, match=r"unknown tasks \['edges'\]"):
+        _check_task_weights({"edges": 2.0}, tasks)
     with pytest.raises(ConfigError, match=r"finetune_task_weights\['depth'\] must be > 0"):
         _check_task_weights({"depth": 0.0}, tasks)
