@@ -791,15 +791,16 @@ def _check_class_balance(
 ) -> None:
     """Refuses class balancing where no cached targets can measure the frequencies,
     before anything is trained."""
-    if _balanced(blockwise_losses):
+    blockwise, finetune = _balanced(blockwise_losses), _balanced(finetune_losses)
+    if blockwise:
         raise ConfigError(
-            f"class_balance in the block-wise phase's {_balanced(blockwise_losses)} loss: "
+            f"class_balance in the block-wise phase's {blockwise} loss: "
             f"the class frequencies come from the fine-tuning phase's teacher-target "
             f"cache. Bind it under finetune/distillation_losses.loss_options only."
         )
-    if _balanced(finetune_losses) and not cache_targets:
+    if finetune and not cache_targets:
         raise ConfigError(
-            f"class_balance in the fine-tuning {_balanced(finetune_losses)} loss measures "
+            f"class_balance in the fine-tuning {finetune} loss measures "
             f"the teachers' class frequencies from the teacher-target cache: set "
             f"amalgamate.cache_targets = True, or class_balance = 0."
         )

@@ -60,6 +60,16 @@ class SoftTargetKLDivergence(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
+def _check_class_balance(power: float) -> float:
+    """``power`` as a float, or a ConfigError when it is not >= 0."""
+    if not float(power) >= 0:
+        raise ConfigError(
+            f"class_balance must be >= 0 (0: no balancing, 1: median-frequency). "
+            f"Received: class_balance={power}."
+        )
+    return float(power)
+
+
 def balanced_class_weights(frequencies: Sequence[float], power: float) -> np.ndarray:
     """Per-class weights ``(median f / f_c) ** power`` from class pixel frequencies.
 
@@ -81,11 +91,7 @@ def balanced_class_weights(frequencies: Sequence[float], power: float) -> np.nda
             f"class frequencies must be a non-negative [C] vector with some pixels. "
             f"Received: {frequencies.tolist()}."
         )
-    if not power >= 0:
-        raise ConfigError(
-            f"class_balance must be >= 0 (0: no balancing, 1: median-frequency). "
-            f"Received: class_balance={power}."
-        )
+    power = _check_class_balance(power)
     share = frequencies / frequencies.sum()
     present = share > 0
     weights = np.zeros_like(share)
@@ -127,12 +133,7 @@ class HardTargetCrossEntropy(keras.losses.Loss):
     ):
         super().__init__(name=name, **kwargs)
         self.ignore_label = int(ignore_label)
-        if not float(class_balance) >= 0:
-            raise ConfigError(
-                f"class_balance must be >= 0 (0: no balancing, 1: median-frequency). "
-                f"Received: class_balance={class_balance}."
-            )
-        self.class_balance = float(class_balance)
+        self.class_balance = _check_class_balance(class_balance)
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def set_class_frequencies(self, frequencies: Sequence[float]) -> list[float]:

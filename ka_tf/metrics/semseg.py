@@ -133,14 +133,11 @@ def metrics_from_confusion(matrix: np.ndarray) -> dict[str, float]:
         )
     true_positive = np.diag(matrix)
     target_count = matrix.sum(axis=1)
-    predicted_count = matrix.sum(axis=0)
-    union = target_count + predicted_count - true_positive
-    present_union = union > 0
     present_target = target_count > 0
-    iou = true_positive[present_union] / union[present_union]
+    iou = class_scores(matrix)["iou"]
     accuracy = true_positive[present_target] / target_count[present_target]
     return {
-        MIOU: float(iou.mean()),
+        MIOU: float(iou[np.isfinite(iou)].mean()),  # classes labelled or predicted
         PIXEL_ACC: float(true_positive.sum() / total),
         MEAN_ACC: float(accuracy.mean()),
     }
