@@ -52,6 +52,20 @@ def fixture_dir(tmp_path_factory):
     return directory
 
 
+def _evaluate(fixture_dir, output, *flags):
+    """The tool on the fixture's tiny model and test split, writing ``output``."""
+    return run_tool(
+        str(fixture_dir / "launch.py"),
+        f"--model={fixture_dir / 'tiny.keras'}",
+        "--dataset=tiny_npz",
+        f"--data_dir={fixture_dir}",
+        "--split=test",
+        *flags,
+        "--noprogress",
+        f"--output={output}",
+    )
+
+
 # The depth cap from the flag, or from gin as the dataset gin files bind it: the flag
 # must not override a gin binding it was not given for.
 @pytest.mark.parametrize(
@@ -59,18 +73,7 @@ def fixture_dir(tmp_path_factory):
 )
 def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path, depth_cap):
     output = tmp_path / "report" / "report.json"
-    result = run_tool(
-        str(fixture_dir / "launch.py"),
-        f"--model={fixture_dir / 'tiny.keras'}",
-        "--dataset=tiny_npz",
-        f"--data_dir={fixture_dir}",
-        "--split=test",
-        "--batch_size=2",
-        "--max_examples=3",
-        depth_cap,
-        "--noprogress",
-        f"--output={output}",
-    )
+    result = _evaluate(fixture_dir, output, "--batch_size=2", "--max_examples=3", depth_cap)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     # Same numbers as the Python API on the first 3 examples.
@@ -94,16 +97,7 @@ def test_tool_prints_table_and_writes_json(fixture_dir, tmp_path, depth_cap):
 
 def test_per_class_lists_each_class_iou_and_shares(fixture_dir, tmp_path):
     output = tmp_path / "report.json"
-    result = run_tool(
-        str(fixture_dir / "launch.py"),
-        f"--model={fixture_dir / 'tiny.keras'}",
-        "--dataset=tiny_npz",
-        f"--data_dir={fixture_dir}",
-        "--split=test",
-        "--per_class",
-        "--noprogress",
-        f"--output={output}",
-    )
+    result = _evaluate(fixture_dir, output, "--per_class")
     assert result.returncode == 0, result.stderr[-3000:]
     from ka_tf.metrics.semseg import confusion_matrix
 
@@ -198,16 +192,7 @@ def test_tool_scores_the_multi_view_average(fixture_dir, tmp_path):
     from ka_tf.amalgamation.target_views import MultiViewModel
 
     output = tmp_path / "views.json"
-    result = run_tool(
-        str(fixture_dir / "launch.py"),
-        f"--model={fixture_dir / 'tiny.keras'}",
-        "--dataset=tiny_npz",
-        f"--data_dir={fixture_dir}",
-        "--multi_view_scales=1,1.5",
-        "--max_depth=2.5",
-        "--noprogress",
-        f"--output={output}",
-    )
+    result = _evaluate(fixture_dir, output, "--multi_view_scales=1,1.5", "--max_depth=2.5")
     assert result.returncode == 0, result.stderr[-3000:]
     model = keras.saving.load_model(fixture_dir / "tiny.keras")
     arrays = tiny_arrays(n=5)
