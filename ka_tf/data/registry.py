@@ -8,6 +8,7 @@ a function ``(data_dir: str, split: str, **options) -> tf.data.Dataset``.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -121,7 +122,8 @@ def load(name: str, data_dir: str, split: str, **options: Any):
 
     Args:
         name: A name from :func:`available_datasets`.
-        data_dir: The dataset's root directory.
+        data_dir: The dataset's root directory; a leading ``~`` is the user's home (a
+            shell does not expand it inside ``--data_dir=~/...``).
         split: The split to read (dataset-specific names, e.g. ``train``/``test``), or
             several joined by ``+`` (e.g. ``"teacher+transfer"``): their elements one
             split after the other, each split in its own order.
@@ -135,6 +137,7 @@ def load(name: str, data_dir: str, split: str, **options: Any):
             differ (e.g. a labelled and an images-only split without ``images_only``).
     """
     loader = _resolve(name)
+    data_dir = os.path.expanduser(data_dir)
     parts = [part.strip() for part in split.split("+")]
     if len(parts) == 1:
         return loader(data_dir=data_dir, split=split, **options)

@@ -53,6 +53,21 @@ def test_unknown_split_in_a_join_is_the_loaders_error(two_splits):
         registry.load(two_splits, "unused", "teacher+val", images_only=True)
 
 
+def test_a_leading_tilde_in_data_dir_is_the_home_directory(monkeypatch, tmp_path):
+    # `--data_dir=~/x` reaches the tool unexpanded: bash expands `~` only at a word's start.
+    seen = []
+
+    def loader(data_dir: str, split: str):
+        seen.append(data_dir)
+        return tf.data.Dataset.from_tensor_slices({"image": np.zeros((1, 2, 2, 3), np.uint8)})
+
+    monkeypatch.setitem(registry._EXTRA_LOADERS, "where", loader)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    registry.load("where", "~/synth/128x256_seed0", "test")
+    registry.load("where", "/abs/dir", "test")
+    assert seen == [f"{tmp_path}/synth/128x256_seed0", "/abs/dir"]
+
+
 def test_every_dataset_states_its_multi_worker_sharding():
     from ka_tf.data import registry
 
