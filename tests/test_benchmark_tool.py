@@ -372,3 +372,29 @@ def test_call_overhead_times_three_call_paths_of_one_graph():
     assert report["batch"] == 1
     assert set(report["latency"]) == {"tf_function", "frozen_function", "tf1_session"}
     assert all(entry["median_ms"] > 0 for entry in report["latency"].values())
+
+
+def test_finetune_losses_of_a_class_balanced_recipe_run_on_a_batch():
+    # gin/street_zoo.gin (make demo) balances scene-parsing classes; its fine-tuning
+    # step must be timeable without a target cache to measure the frequencies.
+    import types
+
+    import gin
+    import numpy as np
+
+    import ka_tf.registry_all  # noqa: F401
+    from benchmarks.benchmark_tool import finetune_losses
+    from ka_tf import config
+    from tests.helpers import REPO_ROOT
+
+    config.parse_gin_config(["gin/street_zoo.gin"], search_paths=[REPO_ROOT])
+    try:
+        teachers = {"semseg": types.SimpleNamespace(num_classes=19), "depth": object()}
+        losses = finetune_losses(teachers)
+    finally:
+        gin.clear_config()
+    semseg = losses["semseg"]
+    assert semseg.class_balance == 0.5 and semseg.class_weights == [1.0] * 19
+    labels = np.random.default_rng(0).integers(0, 19, (2, 4, 4))
+    logits = np.random.default_rng(1).normal(size=(2, 4, 4, 19)).astype("float32")
+    assert np.isfinite(float(semseg(labels, logits)))
