@@ -57,8 +57,8 @@ flags.DEFINE_enum(
     "street",
     sorted(RECIPES),
     "street: the zoo's street teachers → one student (gin/street_zoo.gin, make demo's "
-    "recipe); street_full: the same with multi-view targets, class-balanced scene-parsing "
-    "targets and 2,000 fine-tuning steps (gin/street_zoo_full.gin); "
+    "recipe, class-balanced scene-parsing targets); street_full: the same with "
+    "multi-view targets and 4,000 fine-tuning steps (gin/street_zoo_full.gin); "
     "indoor_3task: the zoo's indoor scene-parsing, depth and normals teachers → one "
     "student (gin/indoor_zoo_3task.gin).",
 )
