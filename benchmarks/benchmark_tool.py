@@ -445,26 +445,6 @@ def _supervised_call(teacher, task: str, batch: int, setup: Setup, jit_compile: 
     return benchmarking.keras_train_steps(model, (x, {task: tf.constant(target)}))
 
 
-def finetune_losses(teachers: dict) -> dict:
-    """The gin configuration's fine-tuning losses, ready to run on one batch.
-
-    A class-balanced loss (``class_balance`` > 0) needs class weights before it runs;
-    a real run measures them over the cached transfer split. A step costs the same
-    whatever their values, so here every class gets the same frequency (weights 1).
-    """
-    import gin
-
-    from ka_tf.amalgamation.run import distillation_losses
-    from ka_tf.amalgamation.student_builder import num_classes_of
-
-    with gin.config_scope("finetune"):
-        losses = distillation_losses(tuple(teachers))
-    for loss in losses.values():
-        if getattr(loss, "class_balance", 0.0) > 0:
-            loss.set_class_frequencies([1.0] * num_classes_of(teachers))
-    return losses
-
-
 def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool, cached: bool = False):
     import tensorflow as tf
 
@@ -475,7 +455,7 @@ def _amalgamation_call(setup: Setup, batch: int, jit_compile: bool, cached: bool
     from ka_tf.optim import build_optimizer
 
     teachers = {task: benchmarking.clone_model(t) for task, t in setup.teachers.items()}
-    losses = finetune_losses(teachers)
+    losses = benchmarking.finetune_losses(teachers)
     amalgamator = Amalgamator(
         benchmarking.clone_model(setup.student),
         teachers,

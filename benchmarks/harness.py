@@ -519,6 +519,26 @@ def build_teachers_from_gin(tasks: Sequence[str], num_classes: int | None) -> di
     }
 
 
+def finetune_losses(teachers: dict) -> dict:
+    """The gin configuration's fine-tuning losses, ready to run on one batch.
+
+    A class-balanced loss (``class_balance`` > 0) needs class weights before it runs;
+    a real run measures them over the cached transfer split. A step costs the same
+    whatever their values, so here every class gets the same frequency (weights 1).
+    """
+    import gin
+
+    from ka_tf.amalgamation.run import distillation_losses
+    from ka_tf.amalgamation.student_builder import num_classes_of
+
+    with gin.config_scope("finetune"):
+        losses = distillation_losses(tuple(teachers))
+    for loss in losses.values():
+        if getattr(loss, "class_balance", 0.0) > 0:
+            loss.set_class_frequencies([1.0] * num_classes_of(teachers))
+    return losses
+
+
 def build_student(
     teachers: Mapping[str, Any],
     branch_points: Mapping[str, int],

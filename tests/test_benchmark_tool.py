@@ -383,14 +383,13 @@ def test_finetune_losses_of_a_class_balanced_recipe_run_on_a_batch():
     import numpy as np
 
     import ka_tf.registry_all  # noqa: F401
-    from benchmarks.benchmark_tool import finetune_losses
     from ka_tf import config
     from tests.helpers import REPO_ROOT
 
     config.parse_gin_config(["gin/street_zoo.gin"], search_paths=[REPO_ROOT])
     try:
         teachers = {"semseg": types.SimpleNamespace(num_classes=19), "depth": object()}
-        losses = finetune_losses(teachers)
+        losses = benchmarking.finetune_losses(teachers)
     finally:
         gin.clear_config()
     semseg = losses["semseg"]
