@@ -528,14 +528,13 @@ def finetune_losses(teachers: dict) -> dict:
     """
     import gin
 
-    from ka_tf.amalgamation.run import distillation_losses
+    from ka_tf.amalgamation.run import balanced_tasks, distillation_losses
     from ka_tf.amalgamation.student_builder import num_classes_of
 
     with gin.config_scope("finetune"):
         losses = distillation_losses(tuple(teachers))
-    for loss in losses.values():
-        if getattr(loss, "class_balance", 0.0) > 0:
-            loss.set_class_frequencies([1.0] * num_classes_of(teachers))
+    for task in balanced_tasks(losses):
+        losses[task].set_class_frequencies([1.0] * num_classes_of(teachers))
     return losses
 
 

@@ -745,7 +745,7 @@ def _finetune_phase(
         )
     train_data = run.train_data
     # A class-balanced loss needs its weights even untrained: compiling runs it once.
-    if run.cache_targets and (steps > 0 or _balanced(run.finetune_losses)):
+    if run.cache_targets and (steps > 0 or balanced_tasks(run.finetune_losses)):
         started = time.time()
         cache = _target_cache(run, finetuner)
         state.wall_time_s.setdefault("target_cache", time.time() - started)
@@ -779,7 +779,7 @@ def _finetune_phase(
     return student
 
 
-def _balanced(losses: Mapping[str, keras.losses.Loss]) -> list[str]:
+def balanced_tasks(losses: Mapping[str, keras.losses.Loss]) -> list[str]:
     """The tasks whose loss weights its classes by the targets' frequencies."""
     return [task for task, loss in losses.items() if getattr(loss, "class_balance", 0.0) > 0]
 
@@ -791,7 +791,7 @@ def _check_class_balance(
 ) -> None:
     """Refuses class balancing where no cached targets can measure the frequencies,
     before anything is trained."""
-    blockwise, finetune = _balanced(blockwise_losses), _balanced(finetune_losses)
+    blockwise, finetune = balanced_tasks(blockwise_losses), balanced_tasks(finetune_losses)
     if blockwise:
         raise ConfigError(
             f"class_balance in the block-wise phase's {blockwise} loss: "
@@ -810,7 +810,7 @@ def _balance_classes(run: _Run, cache: TargetCache) -> dict[str, list[float]]:
     """Sets each class-balanced fine-tuning loss's weights from its teacher's class
     frequencies over the cached transfer split; returns ``task → weights``."""
     weights = {}
-    for task in _balanced(run.finetune_losses):
+    for task in balanced_tasks(run.finetune_losses):
         loss = run.finetune_losses[task]
         counts = cache.class_frequencies(task, num_classes_of(run.teachers))
         weights[task] = loss.set_class_frequencies(counts)
