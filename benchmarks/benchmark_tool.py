@@ -98,7 +98,7 @@ from typing import Any
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 from ka_tf.config import define_gin_flags
 from ka_tf.errors import ConfigError
 
@@ -112,7 +112,7 @@ flags.DEFINE_list(
     list(MODEL_SECTIONS),
     "Comma-separated sections to run: inference, training, machine, synth, tflite.",
 )
-flags.DEFINE_string("output", None, "Optional JSON file for the results (written atomically).")
+path_flags.define_path("output", None, "Optional JSON file for the results (written atomically).")
 flags.DEFINE_integer("repeats", 3, "Timed repeats per measurement (after a warm-up), >= 1.")
 flags.DEFINE_float(
     "min_time_s",
@@ -124,7 +124,7 @@ flags.DEFINE_integer("warmup", 1, "Untimed calls before timing each measurement,
 flags.DEFINE_integer(
     "threads", 0, "Intra- and inter-op threads of TF/PyTorch/ONNX Runtime; 0 = all cores."
 )
-flags.DEFINE_string(
+path_flags.define_path(
     "model_gin",
     "gin/models/segnet_vgg16_w0.125.gin",
     "Gin file with the teachers' build_teacher settings, parsed before --gin_file (whose "
@@ -132,7 +132,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list("image_size", None, "H,W (multiples of 32); default: gin IMAGE_SIZE.")
 flags.DEFINE_integer("batch_size", None, "Batch B; default: gin BATCH_SIZE.")
-flags.DEFINE_string("student", None, "A student .keras file (default: built, fresh weights).")
+path_flags.define_path("student", None, "A student .keras file (default: built, fresh weights).")
 flags.DEFINE_list("teachers", None, "Teacher .keras files (default: built from gin).")
 flags.DEFINE_list(
     "branch_points", ["semseg:1", "depth:1"], "TASK:INDEX branch points of the built student."

@@ -17,8 +17,10 @@ import time
 
 from absl import app, flags
 
+from ka_tf import path_flags
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "A ka_tf .keras model (default: a fresh demo SegNet).")
+path_flags.define_path("model", None, "A ka_tf .keras model (default: a fresh demo SegNet).")
 flags.DEFINE_integer("batch", 1, "Batch size.", lower_bound=1)
 flags.DEFINE_list("image_size", ["64", "128"], "H,W of the input.")
 flags.DEFINE_integer("repeats", 9, "Timed runs per path, alternating.", lower_bound=1)

@@ -25,13 +25,15 @@ import time
 import numpy as np
 from absl import app, flags
 
+from ka_tf import path_flags
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("frames", 24, "Frames per fixture.", lower_bound=1)
 flags.DEFINE_integer("repeats", 3, "Timed passes over each dataset.", lower_bound=1)
 flags.DEFINE_list("size", ["512", "1024"], "H,W the pipelines resize to.")
-flags.DEFINE_string("fixture_dir", None, "Where the fixtures are written (default: temp).")
-flags.DEFINE_string("output", None, "Optional JSON file for the results.")
+path_flags.define_path("fixture_dir", None, "Where the fixtures are written (default: temp).")
+path_flags.define_path("output", None, "Optional JSON file for the results.")
 
 HEIGHT, WIDTH = 1024, 2048
 

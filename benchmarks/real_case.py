@@ -23,13 +23,15 @@ import tempfile
 
 from absl import app, flags
 
+from ka_tf import path_flags
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
+path_flags.define_path(
     "student", None, "The trained student (.keras) of gin/real/person_saliency.gin."
 )
-flags.DEFINE_string("out", None, "The JSON file to write.")
+path_flags.define_path("out", None, "The JSON file to write.")
 flags.DEFINE_integer("repeats", 7, "Timed runs per model, alternating.", lower_bound=1)
 flags.DEFINE_float("min_time_s", 0.5, "Minimum length of one timed run.")
 flags.DEFINE_list("image_size", ["256", "320"], "H,W of the student's input.")

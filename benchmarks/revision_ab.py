@@ -21,6 +21,8 @@ import sys
 
 from absl import app, flags
 
+from ka_tf import path_flags
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
@@ -28,7 +30,7 @@ flags.DEFINE_string("old", None, "Git revision A (e.g. a commit).", required=Tru
 flags.DEFINE_string("new", ".", "Revision B, or a directory ('.': this working tree).")
 flags.DEFINE_integer("repeats", 9, "Timed runs per figure, alternating.", lower_bound=1)
 flags.DEFINE_float("min_time_s", 0.5, "Minimum duration of one timed run.")
-flags.DEFINE_string("output", None, "Optional JSON file for the results.")
+path_flags.define_path("output", None, "Optional JSON file for the results.")
 
 IMAGE_SIZE = (64, 128)
 NUM_CLASSES = 19

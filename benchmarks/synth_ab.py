@@ -36,6 +36,8 @@ import time
 
 from absl import app, flags
 
+from ka_tf import path_flags
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
@@ -45,7 +47,7 @@ flags.DEFINE_integer("rounds", 3, "Benchmark runs per side and scene, alternatin
 flags.DEFINE_list("scenes", ["street", "indoor"], "Scenes to time.")
 flags.DEFINE_integer("check_frames", 40, "Frames per scene/split/size compared; 0: none.")
 flags.DEFINE_integer("workers", 2, "Rendering processes of the benchmark.")
-flags.DEFINE_string("output", None, "Optional JSON file for the results.")
+path_flags.define_path("output", None, "Optional JSON file for the results.")
 flags.DEFINE_boolean("wall", True, "Time the benchmark command (wall-clock frames/s).")
 flags.DEFINE_integer("cpu_frames", 0, "Frames per CPU-time measurement; 0: none.")
 flags.DEFINE_string("hash_worker", None, "(internal) Hash frames with ka_tf from this directory.")

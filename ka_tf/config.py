@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import gin
 from absl import flags, logging
 
+from ka_tf import path_flags
 from ka_tf.errors import ConfigError
 
 # The DEFINE_* calls below run on behalf of a tool; disclaiming makes absl count their
@@ -29,7 +30,7 @@ CONFIG_NAME = "config.gin"
 
 def define_gin_flags() -> None:
     """Defines ``--gin_file``, ``--gin_bindings`` and ``--gin_search_paths``."""
-    flags.DEFINE_multi_string(
+    path_flags.define_multi_path(
         "gin_file",
         [],
         "Gin config file(s) to parse, in order; later files override earlier ones. "

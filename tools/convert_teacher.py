@@ -23,7 +23,7 @@ import tempfile
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 from ka_tf.constants import SIZE_DIVISOR, TASKS
 from ka_tf.convert import ARCHS, convert_state_dict, load_checkpoint, torch_parity
 from ka_tf.errors import ConfigError, ModelFileError
@@ -33,7 +33,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARITY_TOLERANCE = 1e-4  # relative to the largest absolute PyTorch output
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth/.pt) written by torch.save.")
+path_flags.define_path("checkpoint", None, "PyTorch checkpoint (.pth/.pt) written by torch.save.")
 flags.DEFINE_string(
     "arch",
     "segnet_vgg16_bn",
@@ -67,7 +67,7 @@ flags.DEFINE_list(
     [str(v) for v in arch_lib.IMAGENET_STD],
     "Per-channel RGB std in 0..255 units the teacher's inputs were normalised with.",
 )
-flags.DEFINE_string("output", None, "Where to write the Keras teacher; must end in .keras.")
+path_flags.define_path("output", None, "Where to write the Keras teacher; must end in .keras.")
 flags.DEFINE_boolean(
     "verify",
     False,

@@ -20,16 +20,14 @@ classifier too (output logits). Needs torch: ``pip install -e '.[convert]'``.
 
 from __future__ import annotations
 
-import os
-
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 
-flags.DEFINE_string(
+path_flags.define_path(
     "pth", None, "efficientnet-lite0-57934424.pth (an EfficientNet-Lite0 state_dict; required)."
 )
-flags.DEFINE_string(
+path_flags.define_path(
     "output",
     None,
     "Where to write the converted model (required): *.weights.h5 (weights, by layer name) "
@@ -40,7 +38,7 @@ flags.DEFINE_boolean(
     False,
     "Also convert the 1280-channel head and the 1000-class ImageNet classifier.",
 )
-flags.DEFINE_string(
+path_flags.define_path(
     "record", None, "Optional: also write the conversion record (sha256, parity) as JSON here."
 )
 FLAGS = flags.FLAGS
@@ -48,8 +46,8 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     del argv
-    pth = os.path.expanduser(cli.require_flag("pth"))
-    output = os.path.expanduser(cli.require_flag("output"))
+    pth = cli.require_flag("pth")
+    output = cli.require_flag("output")
     from ka_tf import io_utils
     from ka_tf.convert.torch_efficientnet_lite import convert_efficientnet_lite0
 
@@ -67,7 +65,7 @@ def main(argv: list[str]) -> int:
             f"{figures['max_rel_diff']:.3g}  (output scale {figures['scale']:.3g})"
         )
     if FLAGS.record:
-        io_utils.atomic_write_json(os.path.expanduser(FLAGS.record), record)
+        io_utils.atomic_write_json(FLAGS.record, record)
         print(f"wrote {FLAGS.record}")
     print(f"wrote {output}")
     return 0

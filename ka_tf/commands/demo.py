@@ -40,7 +40,7 @@ import time
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 
 flags.DEFINE_enum(
     "recipe",
@@ -50,7 +50,7 @@ flags.DEFINE_enum(
     "indoor_3task (3 tasks online, `make demo-3task`) or indoor_offline (3 tasks, "
     "incrementally).",
 )
-flags.DEFINE_string(
+path_flags.define_path(
     "run_dir",
     None,
     "Where the teachers and the students are written (default: runs/demo for street, "

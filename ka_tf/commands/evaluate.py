@@ -23,16 +23,16 @@ import os
 
 from absl import flags
 
-from ka_tf import cli, config
+from ka_tf import cli, config, path_flags
 from ka_tf.visualize import CLASS_NAME_SETS
 
-flags.DEFINE_string("model", None, "The .keras model file to evaluate (required).")
+path_flags.define_path("model", None, "The .keras model file to evaluate (required).")
 flags.DEFINE_string(
     "dataset", None, "Dataset name for ka_tf.data.load, e.g. synth_street, nyuv2 (required)."
 )
-flags.DEFINE_string("data_dir", None, "The dataset's root directory (required).")
+path_flags.define_path("data_dir", None, "The dataset's root directory (required).")
 flags.DEFINE_string("split", "test", "The split to evaluate on, e.g. test or val.")
-flags.DEFINE_string(
+path_flags.define_path(
     "output", None, "Where to write the metrics as JSON (written atomically); omit to only print."
 )
 flags.DEFINE_integer("batch_size", 8, "Images per forward pass.", lower_bound=1)

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 from ka_tf.export.formats import format_names
 
 if TYPE_CHECKING:
     from ka_tf.export.image_sources import ImageSource
 
-flags.DEFINE_string("model", None, "The .keras model file to export (required).")
-flags.DEFINE_string(
+path_flags.define_path("model", None, "The .keras model file to export (required).")
+path_flags.define_path(
     "out_dir",
     None,
     "Export directory (required). Refused if it already holds an export, unless --overwrite.",
@@ -57,7 +57,7 @@ flags.DEFINE_list(
     "weights), dynamic (int8 weights, dynamic-range), int8 (full integer, calibrated on "
     "--representative_data; float32 input/output tensors).",
 )
-flags.DEFINE_string(
+path_flags.define_path(
     "representative_data",
     None,
     "Calibration images for int8 (required with int8): DATASET:DATA_DIR:SPLIT (e.g. "
@@ -72,7 +72,7 @@ flags.DEFINE_list(
     "H,W of the exported input (multiples of 32); default: the model's fixed input size.",
 )
 flags.DEFINE_string("eval_dataset", None, "Labelled dataset for the metrics table, e.g. nyuv2.")
-flags.DEFINE_string("eval_data_dir", None, "Root directory of --eval_dataset.")
+path_flags.define_path("eval_data_dir", None, "Root directory of --eval_dataset.")
 flags.DEFINE_string("eval_split", "test", "Split of --eval_dataset.")
 flags.DEFINE_integer(
     "eval_max_examples", None, "Evaluate on at most this many examples.", lower_bound=1

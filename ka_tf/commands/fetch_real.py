@@ -36,10 +36,10 @@ import time
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 from ka_tf.errors import ConfigError
 
-flags.DEFINE_string(
+path_flags.define_path(
     "cache_dir",
     None,
     "The cache folder (default: $KA_TF_REAL_CACHE, else ~/.cache/ka_tf/real).",

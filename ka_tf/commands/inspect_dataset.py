@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 from ka_tf.constants import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -36,9 +36,9 @@ from ka_tf.constants import (
 from ka_tf.errors import ConfigError, DataError, UserInputError
 
 flags.DEFINE_string("dataset", None, "Dataset name, one of ka_tf.data.available_datasets().")
-flags.DEFINE_string("data_dir", None, "The dataset's root folder.")
+path_flags.define_path("data_dir", None, "The dataset's root folder.")
 flags.DEFINE_string("split", None, "Split to read, e.g. train, val, test (image_folder: all).")
-flags.DEFINE_string("out", "", "Where to write the preview grid PNG (nothing written if empty).")
+path_flags.define_path("out", "", "Where to write the preview grid PNG (nothing written if empty).")
 flags.DEFINE_integer("max_examples", 0, "Read at most this many examples (0 = all).")
 flags.DEFINE_integer("preview", 4, "Number of examples (rows) in the preview grid.")
 flags.DEFINE_multi_string(

@@ -17,7 +17,7 @@ import os
 
 from absl import flags
 
-from ka_tf import cli, config, io_utils
+from ka_tf import cli, config, io_utils, path_flags
 from ka_tf.errors import ConfigError
 
 flags.DEFINE_enum(
@@ -36,14 +36,14 @@ flags.DEFINE_integer("num_frames", 100, "Number of frames to render (> 0).")
 flags.DEFINE_integer("height", 128, "Image height in pixels (a positive multiple of 32).")
 flags.DEFINE_integer("width", 256, "Image width in pixels (a positive multiple of 32).")
 flags.DEFINE_integer("seed", 0, "Dataset seed (>= 0); the same seed gives byte-identical output.")
-flags.DEFINE_string(
+path_flags.define_path(
     "out_dir",
     None,
     "Root output directory (created); the split goes to "
     "<out_dir>/<scene>/<split>/ and replaces a previous one there atomically.",
 )
 flags.DEFINE_integer("workers", 2, "Rendering processes (>= 1); output does not depend on it.")
-flags.DEFINE_string(
+path_flags.define_path(
     "preview",
     None,
     "Optional PNG path: a contact sheet of the first frames, "

@@ -27,14 +27,14 @@ import os
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 from ka_tf.visualize import CLASS_NAME_SETS, class_names_and_palette
 
-flags.DEFINE_string(
+path_flags.define_path(
     "model", None, "A .keras file, SavedModel directory, .tflite or .onnx file (required)."
 )
-flags.DEFINE_string("input", None, "An image file or a folder of images (required).")
-flags.DEFINE_string("out_dir", None, "Where to write the panels and .npy outputs (required).")
+path_flags.define_path("input", None, "An image file or a folder of images (required).")
+path_flags.define_path("out_dir", None, "Where to write the panels and .npy outputs (required).")
 flags.DEFINE_enum(
     "class_names",
     "auto",

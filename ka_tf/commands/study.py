@@ -43,7 +43,7 @@ import time
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 
 RECIPES = {
     "street": "gin/street_zoo.gin",
@@ -67,7 +67,7 @@ flags.DEFINE_integer("first_seed", 1, "The first seed.")
 flags.DEFINE_integer(
     "control_seeds", None, "Control runs per task (default: --seeds; 0 skips the control)."
 )
-flags.DEFINE_string("out_dir", None, "The study directory (required).")
+path_flags.define_path("out_dir", None, "The study directory (required).")
 flags.DEFINE_integer("bootstrap_samples", 1000, "Bootstrap samples for the 95% CIs.")
 flags.DEFINE_multi_string(
     "gin_bindings",

@@ -29,7 +29,7 @@ import os
 
 from absl import flags
 
-from ka_tf import cli, config
+from ka_tf import cli, config, path_flags
 from ka_tf.training.launch import (
     define_training_flags,
     print_replica_digest,
@@ -38,7 +38,7 @@ from ka_tf.training.launch import (
 )
 
 define_training_flags()
-flags.DEFINE_string(
+path_flags.define_path(
     "images",
     None,
     "A folder of your own unlabelled photos (.jpg/.jpeg/.png/.webp, any subfolders) to "

@@ -26,7 +26,7 @@ import sys
 
 from absl import flags
 
-from ka_tf import cli
+from ka_tf import cli, path_flags
 
 flags.DEFINE_enum(
     "action", "list", ["list", "verify", "publish", "rebuild"], "What to do (see --help)."
@@ -34,10 +34,10 @@ flags.DEFINE_enum(
 flags.DEFINE_multi_string(
     "name", [], "Zoo entry name(s), e.g. street_semseg (default for list/verify: all)."
 )
-flags.DEFINE_string("run_dir", None, "publish: the finished teacher run to publish.")
+path_flags.define_path("run_dir", None, "publish: the finished teacher run to publish.")
 flags.DEFINE_integer("seed", 1, "publish/rebuild: the training run's --seed.")
 flags.DEFINE_boolean("evaluate", False, "verify: also re-score each teacher on its test split.")
-flags.DEFINE_string(
+path_flags.define_path(
     "zoo_dir", None, "The zoo directory (default: $KA_TF_ZOO, else zoo/ in the repository)."
 )
 FLAGS = flags.FLAGS

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from ka_tf import config, distribute
+from ka_tf import config, distribute, path_flags
 from ka_tf.io_utils import ensure_writable_dir
 
 # The DEFINE_* calls below run on behalf of a tool; disclaiming makes absl count their
@@ -38,7 +38,7 @@ def define_training_flags(default_model_dir: str | None = None) -> None:
     ``--deterministic`` and ``--seed``."""
     config.define_gin_flags()
     distribute.define_distribution_flags()
-    flags.DEFINE_string(
+    path_flags.define_path(
         "model_dir",
         default_model_dir,
         "Run directory: checkpoints, TensorBoard logs, config.gin, the trained model and "
