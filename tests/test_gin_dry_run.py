@@ -47,6 +47,7 @@ CI_SLOW = {
     "gin/nyuv2.gin",
     "gin/synth_indoor_3task.gin",
     "gin/street_zoo_lite.gin",
+    "gin/indoor_zoo_full.gin",
 }
 
 
@@ -71,6 +72,7 @@ TINY_EXTRA = {
     "gin/street_zoo_full.gin": ["CROP_SIZE = (32, 32)"],
     "gin/street_zoo_lite.gin": ["CROP_SIZE = (32, 32)"],
     "gin/indoor_zoo_3task.gin": ["CROP_SIZE = (32, 32)"],
+    "gin/indoor_zoo_full.gin": ["CROP_SIZE = (32, 32)"],
 }
 SYNTH_SPLITS = "synth_benchmark.splits = {'teacher': 4, 'transfer': 4, 'val': 2, 'test': 2}"
 

@@ -50,6 +50,7 @@ RECIPES = {
     "street_full": "gin/street_zoo_full.gin",
     "street_lite": "gin/street_zoo_lite.gin",
     "indoor_3task": "gin/indoor_zoo_3task.gin",
+    "indoor_full": "gin/indoor_zoo_full.gin",
 }
 
 flags.DEFINE_enum(
@@ -59,8 +60,11 @@ flags.DEFINE_enum(
     "street: the zoo's street teachers → one student (gin/street_zoo.gin, make demo's "
     "recipe, class-balanced scene-parsing targets); street_full: the same with "
     "multi-view targets and 4,000 fine-tuning steps (gin/street_zoo_full.gin); "
-    "indoor_3task: the zoo's indoor scene-parsing, depth and normals teachers → one "
-    "student (gin/indoor_zoo_3task.gin).",
+    "street_lite: the same teachers → the EfficientNet-Lite0 student "
+    "(gin/street_zoo_lite.gin); indoor_3task: the zoo's indoor scene-parsing, depth and "
+    "normals teachers → one student (gin/indoor_zoo_3task.gin); indoor_full: the same "
+    "with street_full's cached multi-view, class-balanced targets and 4,000 steps "
+    "(gin/indoor_zoo_full.gin).",
 )
 flags.DEFINE_integer("seeds", 5, "Amalgamation runs (seeds first_seed…first_seed+K-1).")
 flags.DEFINE_integer("first_seed", 1, "The first seed.")
