@@ -168,12 +168,16 @@ def summarize(
     delta: Mapping[str, Any],
     command: str,
     targets: Mapping[str, Mapping[str, float]] | None = None,
+    control_delta_m: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``study.json`` record (schema in ``tools/study.py --help``).
 
     ``targets``: task → the metrics of its teacher's multi-view targets (the teacher
     averaged over the views the student's targets are; a ceiling for the student, shown
     beside the teacher's single pass, which the verdict compares with).
+    ``control_delta_m``: task → the control's Δm against its teacher,
+    ``{"mean", "ci95"}`` (:func:`bootstrap_delta_m`'s per-task entry), shown beside the
+    student's.
     """
     teacher_all: dict[str, float] = {}
     for scores in teachers.values():
@@ -221,6 +225,11 @@ def summarize(
         "control": {task: [dict(r) for r in runs] for task, runs in control.items()},
         "delta_m": dict(delta["delta_m"]),
         "delta_m_per_task": dict(delta["delta_m_per_task"]),
+        **(
+            {"control_delta_m_per_task": {t: dict(d) for t, d in control_delta_m.items()}}
+            if control_delta_m
+            else {}
+        ),
         "delta_m_excluded": list(delta.get("excluded", [])),
         "per_metric": per_metric,
         "verdict": verdict,
@@ -244,13 +253,24 @@ def markdown(summary: Mapping[str, Any]) -> str:
         f"**Δm {_pct(delta['mean'])}** (95% CI {_pct(delta['ci95'][0])} … "
         f"{_pct(delta['ci95'][1])}; bootstrap over test images and seeds)",
         "",
-        "| task | Δm | 95% CI |",
-        "| --- | ---: | ---: |",
     ]
+    controls = summary.get("control_delta_m_per_task", {})
+    if controls:
+        lines += [
+            "| task | Δm | 95% CI | control's Δm | 95% CI |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+    else:
+        lines += ["| task | Δm | 95% CI |", "| --- | ---: | ---: |"]
+
+    def cells(row: Mapping[str, Any]) -> str:
+        return f"{_pct(row['mean'])} | {_pct(row['ci95'][0])} … {_pct(row['ci95'][1])}"
+
     for task, row in summary["delta_m_per_task"].items():
-        lines.append(
-            f"| {task} | {_pct(row['mean'])} | {_pct(row['ci95'][0])} … {_pct(row['ci95'][1])} |"
-        )
+        control_cells = ""
+        if controls:
+            control_cells = f" {cells(controls[task])} |" if task in controls else " — | — |"
+        lines.append(f"| {task} | {cells(row)} |{control_cells}")
     with_targets = "targets" in summary
     lines += [
         "",

@@ -1,11 +1,13 @@
 """ka_tf.study (bootstrap, summary) and tools/study.py on a tiny config."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from ka_tf import study
+from ka_tf.metrics import relative_change
 from ka_tf.metrics.per_image import image_statistics
 from ka_tf.models import SegNet
 from tests.helpers import assert_one_line_error, run_tool
@@ -61,6 +63,34 @@ def test_summary_counts_wins_and_compares_with_the_control():
     }
     assert "| semseg/miou | 0.5000 | 0.5000 ± 0.0707 | 1/2 | 0.4900 |" in study.markdown(summary)
     assert "targets" not in summary
+
+
+def test_summary_shows_the_controls_delta_m_beside_the_students():
+    teachers = {
+        "semseg": {"semseg/miou": 0.5},
+        "depth": {"depth/abs_rel": 0.2},
+    }
+    students = [{"semseg/miou": 0.52, "depth/abs_rel": 0.19}]
+    delta = {
+        "delta_m": {"mean": 0.04, "ci95": [0.01, 0.07]},
+        "delta_m_per_task": {
+            "semseg": {"mean": 0.04, "ci95": [0.02, 0.06]},
+            "depth": {"mean": 0.05, "ci95": [0.0, 0.1]},
+        },
+    }
+    control_delta = {"semseg": {"mean": 0.06, "ci95": [0.05, 0.07]}}
+    summary = study.summarize(
+        "street", [1], 0.4, teachers, students, {}, delta, "cmd", control_delta_m=control_delta
+    )
+    assert summary["control_delta_m_per_task"] == control_delta
+    text = study.markdown(summary)
+    assert "| task | Δm | 95% CI | control's Δm | 95% CI |" in text
+    assert "| semseg | +4.00% | +2.00% … +6.00% | +6.00% | +5.00% … +7.00% |" in text
+    # A task without a control says so rather than leaving the row short.
+    assert "| depth | +5.00% | +0.00% … +10.00% | — | — |" in text
+    plain = study.summarize("street", [1], 0.4, teachers, students, {}, delta, "cmd")
+    assert "control_delta_m_per_task" not in plain
+    assert "control's Δm" not in study.markdown(plain)
 
 
 def test_summary_shows_what_the_targets_score_beside_the_teacher():
@@ -138,6 +168,16 @@ def test_study_tool_writes_the_schema(tmp_path):
     }
     lo, hi = summary["delta_m"]["ci95"]
     assert lo <= hi
+    # Each control's Δm against its teacher (its own metrics' mean relative change),
+    # with its own interval.
+    for task in ("semseg", "depth"):
+        row = summary["control_delta_m_per_task"][task]
+        teacher = {
+            k: v for k, v in summary["teachers"][task].items() if v != 0 and math.isfinite(v)
+        }
+        change = relative_change(summary["control"][task][0], teacher)
+        assert row["mean"] == pytest.approx(study.task_delta_m(change)[task])
+        assert row["ci95"][0] <= row["ci95"][1]
     assert set(summary["per_metric"]["semseg/miou"]) == {
         "teacher",
         "student_mean",

@@ -20,6 +20,7 @@ on the test split, and DIR/study.json + DIR/study.md are written:
      "students": [{metric: v}, ...],
      "control": {task: [{metric: v}, ...]},
      "delta_m": {"mean", "ci95": [lo, hi]}, "delta_m_per_task": {task: {"mean", "ci95"}},
+     "control_delta_m_per_task": {task: {"mean", "ci95"}},
      "per_metric": {metric: {"teacher", "student_mean", "student_std", "wins",
                              "control_mean"}},
      "verdict": {task: {"student_at_or_above_teacher", "student_above_control"}}}
@@ -27,6 +28,9 @@ on the test split, and DIR/study.json + DIR/study.md are written:
 "targets" (with "targets" in per_metric): each teacher scored on the views its
 fine-tuning targets average over (mirror, amalgamate.target_scales) — what the
 student learns from; wins and the verdict compare with the teacher's single pass.
+"control_delta_m_per_task" (with controls): each control's Δm against its teacher,
+bootstrapped in the same way; beside the student's, it shows how much of the
+student's gain more training of the teacher alone also gets.
 The 95% CI is a bootstrap over test images and seeds (--bootstrap_samples). A run
 already finished in DIR (its amalgamation_report.json exists) is reused, so an
 interrupted study resumes.
@@ -212,19 +216,26 @@ def main(argv: list[str]) -> int:
     ]
     # The controls are scored here too, like everything else in the table (in float32;
     # a run's own report scored them under its precision policy).
-    control = {
+    control_stats = {
         task: [
-            study.metrics_of(
-                study.collect_statistics(
-                    load_model_file(os.path.join(directory, "student.keras")),
-                    dataset,
-                    [task],
-                    max_depth,
-                )
+            study.collect_statistics(
+                load_model_file(os.path.join(directory, "student.keras")),
+                dataset,
+                [task],
+                max_depth,
             )
             for directory in directories
         ]
         for task, directories in control_dirs.items()
+    }
+    control = {task: [study.metrics_of(s) for s in runs] for task, runs in control_stats.items()}
+    # Each control's own Δm against its teacher, bootstrapped like the student's: the
+    # part of a student's gain that more training of the teacher alone also gets.
+    control_delta = {
+        task: study.bootstrap_delta_m({task: teacher_stats[task]}, runs, FLAGS.bootstrap_samples)[
+            "delta_m_per_task"
+        ][task]
+        for task, runs in control_stats.items()
     }
     delta = study.bootstrap_delta_m(teacher_stats, student_stats, FLAGS.bootstrap_samples)
     params = first["params"]
@@ -245,6 +256,7 @@ def main(argv: list[str]) -> int:
         delta,
         command,
         targets=target_scores or None,
+        control_delta_m=control_delta or None,
     )
     atomic_write_json(os.path.join(out_dir, "study.json"), summary)
     text = study.markdown(summary)
