@@ -133,7 +133,7 @@ path_flags.define_path(
 flags.DEFINE_list("image_size", None, "H,W (multiples of 32); default: gin IMAGE_SIZE.")
 flags.DEFINE_integer("batch_size", None, "Batch B; default: gin BATCH_SIZE.")
 path_flags.define_path("student", None, "A student .keras file (default: built, fresh weights).")
-flags.DEFINE_list("teachers", None, "Teacher .keras files (default: built from gin).")
+path_flags.define_path_list("teachers", None, "Teacher .keras files (default: built from gin).")
 flags.DEFINE_list(
     "branch_points", ["semseg:1", "depth:1"], "TASK:INDEX branch points of the built student."
 )

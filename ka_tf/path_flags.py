@@ -58,3 +58,23 @@ def define_multi_path(
     return flags.DEFINE_multi(
         _PathParser(), flags.ArgumentSerializer(), name, default, help, **kwargs
     )
+
+
+class _PathListParser(flags.ListParser):
+    """Parses a comma-separated list of paths, expanding a leading ``~`` in each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.syntactic_help = "a comma-separated list of paths; a leading ~ is expanded in each"
+
+    def parse(self, argument: str | list[str]) -> list[str]:
+        return [os.path.expanduser(path) for path in super().parse(argument)]
+
+
+def define_path_list(
+    name: str, default: list[str] | None, help: str, **kwargs
+) -> flags.FlagHolder[list[str] | None]:
+    """Defines a comma-separated list of paths (``--name=a,b``); ``~`` is expanded in each."""
+    return flags.DEFINE(
+        _PathListParser(), name, default, help, serializer=flags.CsvListSerializer(","), **kwargs
+    )

@@ -16,15 +16,19 @@ def _parse(*argv: str) -> flags.FlagValues:
     path_flags.define_path("model", None, "A file.", flag_values=values)
     path_flags.define_path("out_dir", "runs/x", "A folder.", flag_values=values)
     path_flags.define_multi_path("gin_file", [], "Files.", flag_values=values)
+    path_flags.define_path_list("teachers", None, "Files.", flag_values=values)
     values(["tool", *argv])
     return values
 
 
 def test_leading_tilde_is_expanded_in_single_and_repeated_flags(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
-    values = _parse("--model=~/m.keras", "--gin_file=~/a.gin", "--gin_file=b/c.gin")
+    values = _parse(
+        "--model=~/m.keras", "--gin_file=~/a.gin", "--gin_file=b/c.gin", "--teachers=~/s,d"
+    )
     assert values.model == os.path.join(str(tmp_path), "m.keras")
     assert values.gin_file == [os.path.join(str(tmp_path), "a.gin"), "b/c.gin"]
+    assert values.teachers == [os.path.join(str(tmp_path), "s"), "d"]
     assert values.out_dir == "runs/x"  # an unset flag keeps its default
 
 
@@ -39,7 +43,8 @@ def test_paths_without_a_leading_tilde_are_kept_verbatim(monkeypatch, tmp_path):
 # tool cannot bring back the literal-"~" bug by defining one with DEFINE_string.
 _PATH_FLAG_NAMES = (
     "model|model_dir|data_dir|eval_data_dir|out_dir|out|output|input|images|run_dir|zoo_dir|"
-    "cache_dir|pth|record|checkpoint|gin_file|preview|student|fixture_dir|representative_data"
+    "cache_dir|pth|record|checkpoint|gin_file|preview|student|teachers|fixture_dir|"
+    "representative_data"
 )
 _PLAIN_DEFINE = re.compile(
     r"flags\.DEFINE_(?:string|multi_string|list)\(\s*\"(" + _PATH_FLAG_NAMES + r")\""
