@@ -2,9 +2,10 @@
 
 The shell expands ``~`` only at the start of a word, so after ``--flag=`` a tool
 receives the literal ``~``. Every flag that names a file or folder is defined with
-:func:`define_path` (or :func:`define_multi_path`), whose parser expands it once,
-so no tool expands by hand and none forgets to. Importing this module does not
-import TensorFlow (``ka_tf.config`` uses it).
+:func:`define_path` (repeatable: :func:`define_multi_path`; a comma list:
+:func:`define_path_list`), whose parser expands it once, so no tool expands by hand
+and none forgets to. Importing this module does not import TensorFlow
+(``ka_tf.config`` uses it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 
 from absl import flags
 
-# The DEFINE_* calls in define_path/define_multi_path run on behalf of a tool;
+# The DEFINE_* calls in the define_* functions below run on behalf of a tool;
 # disclaiming makes absl count their flags as the calling tool's own (its --help).
 flags.disclaim_key_flags()
 
