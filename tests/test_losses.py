@@ -104,6 +104,35 @@ def test_normals_cosine_distance():
     assert float(build_loss("normals", "cosine")(target, pred)) == pytest.approx(0.5)
 
 
+def test_normals_angular_error_is_the_mean_angle_with_finite_gradients():
+    target = np.array([[[[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 0, 0]]]], "float32")
+    tilt = math.radians(5.0)
+    pred = np.array(
+        [[[[0, 0, 1], [0, 1, 0], [math.sin(tilt), 0, math.cos(tilt)], [1, 0, 0]]]], "float32"
+    )
+    # pixels: 0, 90 and 5 degrees; the fourth is invalid (target norm 0)
+    loss = build_loss("normals", "angular")
+    expected = (0.0 + math.pi / 2 + tilt) / 3
+    assert float(loss(target, pred)) == pytest.approx(expected, rel=1e-5)
+    # Opposite vectors are pi apart (acos's domain edge, where atan2 stays exact).
+    assert float(loss(target[:, :, :1], -target[:, :, :1])) == pytest.approx(math.pi, rel=1e-5)
+
+    import tensorflow as tf
+
+    pred_var = tf.Variable(target[:, :, :3] * 1.0)  # exactly the target: angle 0
+    with tf.GradientTape() as tape:
+        value = loss(target[:, :, :3], pred_var)
+    gradient = tape.gradient(value, pred_var).numpy()
+    assert np.all(np.isfinite(gradient))
+    # At 5 degrees the angle still pulls with slope ~1 per radian; 1 - cos pulls with
+    # sin(5 deg) ~ 0.087: the point of the angular loss.
+    tilted = tf.Variable(pred[:, :, 2:3])
+    for name, slope in (("angular", 1.0), ("cosine", math.sin(tilt))):
+        with tf.GradientTape() as tape:
+            value = build_loss("normals", name)(target[:, :, 2:3], tilted)
+        assert float(tf.norm(tape.gradient(value, tilted))) == pytest.approx(slope, rel=1e-3)
+
+
 def test_unknown_loss_names_choices():
     with pytest.raises(ConfigError, match=r"name='l3'.*silog"):
         build_loss("depth", "l3")

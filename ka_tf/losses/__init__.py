@@ -7,7 +7,7 @@
 | --- | --- |
 | ``semseg`` | ``ce`` (labels, ignore 255), ``kl`` (teacher logits), ``hard_ce`` (argmax) |
 | ``depth`` | ``l1``, ``log_l1``, ``berhu``, ``silog`` (valid where target > 0) |
-| ``normals`` | ``cosine`` (1 − cos, valid where the target norm > 0.5) |
+| ``normals`` | ``cosine`` (1 − cos), ``angular`` (radians); valid where the target norm > 0.5 |
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import keras
 from ka_tf.errors import ConfigError
 from ka_tf.losses.depth_losses import BerHu, DepthL1, ScaleInvariantLogLoss
 from ka_tf.losses.feature_losses import FeatureMSE
-from ka_tf.losses.normals_losses import CosineDistance
+from ka_tf.losses.normals_losses import AngularError, CosineDistance
 from ka_tf.losses.semseg_losses import (
     HardTargetCrossEntropy,
     SemsegCrossEntropy,
@@ -46,6 +46,7 @@ def build_loss(task: str, name: str, **kwargs: Any) -> keras.losses.Loss:
 
 
 __all__ = [
+    "AngularError",
     "BerHu",
     "CosineDistance",
     "DepthL1",

@@ -19,7 +19,8 @@ class SurfaceNormals(Task):
     """Labels: unit vectors ``[H, W, 3]`` (camera frame), 0 where invalid.
 
     Head: L2-normalised ``[B, H, W, 3]``. Mirroring negates x; averaging renormalises;
-    labels resize bilinearly over valid pixels and are renormalised. Loss: ``cosine``.
+    labels resize bilinearly over valid pixels and are renormalised. Losses: ``cosine``
+    (default), ``angular``.
     """
 
     name = NORMALS
@@ -47,9 +48,9 @@ class SurfaceNormals(Task):
         return self.head_output(tf.cast(raw, tf.float32), {})
 
     def losses(self):
-        from ka_tf.losses.normals_losses import CosineDistance
+        from ka_tf.losses.normals_losses import AngularError, CosineDistance
 
-        return {"cosine": CosineDistance}
+        return {"cosine": CosineDistance, "angular": AngularError}
 
     def average(self, predictions: Sequence[Any]) -> Any:
         mean = sum(predictions[1:], predictions[0]) / float(len(predictions))
