@@ -9,7 +9,7 @@ from keras import ops
 from ka_tf.losses.masking import masked_mean_per_sample
 
 
-def _valid_and_unit(y_true, y_pred):
+def _as_float32_with_mask(y_true, y_pred):
     """Float32 vectors, the valid-pixel mask, and the norm product of each pixel."""
     y_true = ops.cast(y_true, "float32")
     y_pred = ops.cast(y_pred, "float32")
@@ -26,7 +26,7 @@ class CosineDistance(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        y_true, y_pred, valid, norms = _valid_and_unit(y_true, y_pred)
+        y_true, y_pred, valid, norms = _as_float32_with_mask(y_true, y_pred)
         cosine = ops.sum(y_true * y_pred, axis=-1) / ops.maximum(norms, 1e-8)
         return masked_mean_per_sample(1.0 - cosine, valid)
 
@@ -47,7 +47,7 @@ class AngularError(keras.losses.Loss):
         self.epsilon = epsilon
 
     def call(self, y_true, y_pred):
-        y_true, y_pred, valid, _ = _valid_and_unit(y_true, y_pred)
+        y_true, y_pred, valid, _ = _as_float32_with_mask(y_true, y_pred)
         (ax, ay, az), (bx, by, bz) = (ops.unstack(v, 3, axis=-1) for v in (y_true, y_pred))
         cross_sq = ops.square(ay * bz - az * by) + ops.square(az * bx - ax * bz)
         cross_sq = cross_sq + ops.square(ax * by - ay * bx)
