@@ -69,7 +69,7 @@ class _PathListParser(flags.ListParser):
         self.syntactic_help = "a comma-separated list of paths; a leading ~ is expanded in each"
 
     def parse(self, argument: str | list[str]) -> list[str]:
-        return [os.path.expanduser(path) for path in super().parse(argument)]
+        return [_PathParser().parse(path) for path in super().parse(argument)]
 
 
 def define_path_list(
