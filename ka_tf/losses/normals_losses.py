@@ -8,14 +8,15 @@ from keras import ops
 
 from ka_tf.losses.masking import masked_mean_per_sample
 
+# A target pixel counts where its vector's norm exceeds this (invalid pixels are 0).
+_VALID_NORM = 0.5
 
-def _as_float32_with_mask(y_true, y_pred):
-    """Float32 vectors, the valid-pixel mask, and the norm product of each pixel."""
+
+def _as_float32_with_norm(y_true, y_pred):
+    """Both vectors in float32, and the target's norm per pixel (valid: > _VALID_NORM)."""
     y_true = ops.cast(y_true, "float32")
     y_pred = ops.cast(y_pred, "float32")
-    true_norm = ops.sqrt(ops.sum(ops.square(y_true), axis=-1))
-    pred_norm = ops.sqrt(ops.sum(ops.square(y_pred), axis=-1))
-    return y_true, y_pred, true_norm > 0.5, true_norm * pred_norm
+    return y_true, y_pred, ops.sqrt(ops.sum(ops.square(y_true), axis=-1))
 
 
 @keras.saving.register_keras_serializable(package="ka_tf")
@@ -26,9 +27,10 @@ class CosineDistance(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        y_true, y_pred, valid, norms = _as_float32_with_mask(y_true, y_pred)
-        cosine = ops.sum(y_true * y_pred, axis=-1) / ops.maximum(norms, 1e-8)
-        return masked_mean_per_sample(1.0 - cosine, valid)
+        y_true, y_pred, true_norm = _as_float32_with_norm(y_true, y_pred)
+        pred_norm = ops.sqrt(ops.sum(ops.square(y_pred), axis=-1))
+        cosine = ops.sum(y_true * y_pred, axis=-1) / ops.maximum(true_norm * pred_norm, 1e-8)
+        return masked_mean_per_sample(1.0 - cosine, true_norm > _VALID_NORM)
 
 
 @keras.saving.register_keras_serializable(package="ka_tf")
@@ -47,13 +49,13 @@ class AngularError(keras.losses.Loss):
         self.epsilon = epsilon
 
     def call(self, y_true, y_pred):
-        y_true, y_pred, valid, _ = _as_float32_with_mask(y_true, y_pred)
+        y_true, y_pred, true_norm = _as_float32_with_norm(y_true, y_pred)
         (ax, ay, az), (bx, by, bz) = (ops.unstack(v, 3, axis=-1) for v in (y_true, y_pred))
         cross_sq = ops.square(ay * bz - az * by) + ops.square(az * bx - ax * bz)
         cross_sq = cross_sq + ops.square(ax * by - ay * bx)
         sine = ops.sqrt(cross_sq + self.epsilon**2)
         angle = ops.arctan2(sine, ops.sum(y_true * y_pred, axis=-1))
-        return masked_mean_per_sample(angle, valid)
+        return masked_mean_per_sample(angle, true_norm > _VALID_NORM)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
