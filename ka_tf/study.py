@@ -191,6 +191,8 @@ def summarize(
             "teacher": float(teacher_all[metric]),
             "student_mean": float(values.mean()),
             "student_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "student_median": float(np.median(values)),
+            "student_range": [float(values.min()), float(values.max())],
             "wins": int(sum(_better(metric, v, teacher_all[metric]) for v in values)),
         }
         target = (targets or {}).get(task_of(metric), {})
@@ -276,8 +278,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "",
         "| metric | teacher | "
         + ("targets (teacher, multi-view) | " if with_targets else "")
-        + "student (mean ± std) | wins | control |",
-        "| --- | ---: | " + ("---: | " if with_targets else "") + "---: | ---: | ---: |",
+        + "student, median (min … max) | student, mean ± std | wins | control |",
+        "| --- | ---: | " + ("---: | " if with_targets else "") + "---: | ---: | ---: | ---: |",
     ]
     seeds = len(summary["seeds"])
     for metric, row in summary["per_metric"].items():
@@ -285,8 +287,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
         target = (
             (f"{row['targets']:.4f} | " if "targets" in row else "— | ") if with_targets else ""
         )
+        low, high = row["student_range"]
         lines.append(
-            f"| {metric} | {row['teacher']:.4f} | {target}{row['student_mean']:.4f} ± "
+            f"| {metric} | {row['teacher']:.4f} | {target}{row['student_median']:.4f} "
+            f"({low:.4f} … {high:.4f}) | {row['student_mean']:.4f} ± "
             f"{row['student_std']:.4f} | {row['wins']}/{seeds} | {control} |"
         )
     if with_targets:

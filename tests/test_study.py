@@ -61,8 +61,27 @@ def test_summary_counts_wins_and_compares_with_the_control():
         "student_at_or_above_teacher": True,
         "student_above_control": True,
     }
-    assert "| semseg/miou | 0.5000 | 0.5000 ± 0.0707 | 1/2 | 0.4900 |" in study.markdown(summary)
+    assert (
+        "| semseg/miou | 0.5000 | 0.5000 (0.4500 … 0.5500) | 0.5000 ± 0.0707 | 1/2 | 0.4900 |"
+        in study.markdown(summary)
+    )
     assert "targets" not in summary
+
+
+def test_summary_gives_the_median_and_range_over_seeds_beside_the_mean():
+    teachers = {"depth": {"depth/abs_rel": 0.3}}
+    students = [{"depth/abs_rel": v} for v in (0.20, 0.21, 0.35)]
+    delta = {"delta_m": {"mean": 0.0, "ci95": [0.0, 0.0]}, "delta_m_per_task": {}}
+    summary = study.summarize("street", [1, 2, 3], 0.4, teachers, students, {}, delta, "cmd")
+    row = summary["per_metric"]["depth/abs_rel"]
+    # One bad seed pulls the mean (0.2533) but not the median (0.21).
+    assert row["student_median"] == pytest.approx(0.21)
+    assert row["student_mean"] == pytest.approx(0.76 / 3)
+    assert row["student_range"] == pytest.approx([0.20, 0.35])
+    assert row["wins"] == 2
+    assert "| depth/abs_rel | 0.3000 | 0.2100 (0.2000 … 0.3500) | 0.2533 ± " in (
+        study.markdown(summary)
+    )
 
 
 def test_summary_shows_the_controls_delta_m_beside_the_students():
@@ -103,7 +122,10 @@ def test_summary_shows_what_the_targets_score_beside_the_teacher():
     row = summary["per_metric"]["semseg/miou"]
     assert row["targets"] == pytest.approx(0.56) and row["wins"] == 1  # wins: vs the teacher
     text = study.markdown(summary)
-    assert "| semseg/miou | 0.5000 | 0.5600 | 0.5200 ± 0.0000 | 1/1 | — |" in text
+    assert (
+        "| semseg/miou | 0.5000 | 0.5600 | 0.5200 (0.5200 … 0.5200) | 0.5200 ± 0.0000 | 1/1 | — |"
+        in text
+    )
 
 
 def test_zero_seeds_is_a_one_line_error_and_writes_nothing(tmp_path):
@@ -182,6 +204,8 @@ def test_study_tool_writes_the_schema(tmp_path):
         "teacher",
         "student_mean",
         "student_std",
+        "student_median",
+        "student_range",
         "wins",
         "control_mean",
         "targets",

@@ -21,7 +21,8 @@ on the test split, and DIR/study.json + DIR/study.md are written:
      "control": {task: [{metric: v}, ...]},
      "delta_m": {"mean", "ci95": [lo, hi]}, "delta_m_per_task": {task: {"mean", "ci95"}},
      "control_delta_m_per_task": {task: {"mean", "ci95"}},
-     "per_metric": {metric: {"teacher", "student_mean", "student_std", "wins",
+     "per_metric": {metric: {"teacher", "student_mean", "student_std",
+                             "student_median", "student_range": [min, max], "wins",
                              "control_mean"}},
      "verdict": {task: {"student_at_or_above_teacher", "student_above_control"}}}
 
