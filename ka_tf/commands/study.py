@@ -68,8 +68,9 @@ flags.DEFINE_enum(
     "street_lite: the same teachers → the EfficientNet-Lite0 student "
     "(gin/street_zoo_lite.gin); indoor_3task: the zoo's indoor scene-parsing, depth and "
     "normals teachers → one student (gin/indoor_zoo_3task.gin); indoor_full: the same "
-    "with street_full's cached multi-view, class-balanced targets and 4,000 steps "
-    "(gin/indoor_zoo_full.gin).",
+    "with street_full's cached multi-view, class-balanced targets and 4,000 steps, "
+    "normals given a decoder of its own within the size budget and fine-tuned on the "
+    "mean angle (gin/indoor_zoo_full.gin).",
 )
 flags.DEFINE_integer("seeds", 5, "Amalgamation runs (seeds first_seed…first_seed+K-1).")
 flags.DEFINE_integer("first_seed", 1, "The first seed.")
